@@ -1,0 +1,57 @@
+// starling: run simulated federated / decentralized learning experiments and query results.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "apps/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  using namespace starling;
+  spdlog::set_pattern("%^[%l]%$ %v");
+  CLI::App app{"Starling: a fast, deterministic simulator for federated and decentralized learning"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", STARLING_VERSION);
+
+  RunArgs run;
+  auto* run_cmd = app.add_subcommand("run", "Run the experiment of a YAML config");
+  run_cmd->add_option("config", run.config_path, "Experiment config (YAML)")->required();
+  run_cmd->add_option("--set", run.overrides, "Override a config value: key.path=value (repeatable)");
+  run_cmd->add_option("--db", run.db, "Results database (default: log.db of the config)");
+  run_cmd->add_option("--threads", run.threads, "Worker threads for local training (results do not depend on it)")
+      ->check(CLI::Range(1, 1024));
+  run_cmd->add_flag("--quiet,-q", run.quiet, "No progress output");
+
+  std::string db = "results/starling.db";
+  long long run_id = 0;
+  std::string format = "csv", output;
+  auto* runs_cmd = app.add_subcommand("runs", "List the runs of a results database");
+  runs_cmd->add_option("--db", db, "Results database")->capture_default_str();
+  auto* show_cmd = app.add_subcommand("show", "Show a run's config and final metrics");
+  show_cmd->add_option("run_id", run_id, "Run id (see `starling runs`)")->required();
+  show_cmd->add_option("--db", db, "Results database")->capture_default_str();
+  auto* export_cmd = app.add_subcommand("export", "Export a run's metrics");
+  export_cmd->add_option("run_id", run_id, "Run id (see `starling runs`)")->required();
+  export_cmd->add_option("--db", db, "Results database")->capture_default_str();
+  export_cmd->add_option("--format", format, "Output format: csv")->capture_default_str();
+  export_cmd->add_option("--output,-o", output, "Output file (default: standard output)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kExitOk : kExitUsage;
+  }
+  try {
+    if (*run_cmd) return run_command(run);
+    if (*runs_cmd) return runs_command(db);
+    if (*show_cmd) return show_command(db, run_id);
+    if (*export_cmd) return export_command(db, run_id, format, output);
+  } catch (const ConfigError& e) {
+    spdlog::error("{}", e.what());
+    return kExitUsage;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return kExitRunFailed;
+  }
+  return kExitUsage;
+}

@@ -1,0 +1,43 @@
+#include "compressors/compressor.h"
+
+#include <bit>
+#include <cstring>
+
+namespace starling {
+
+static_assert(std::endian::native == std::endian::little, "the wire format is little-endian; add byte swapping here");
+
+Payload encode_fp32(const Vector& v) {
+  Payload out(static_cast<std::size_t>(v.size()) * sizeof(float));
+  if (!out.empty()) std::memcpy(out.data(), v.data(), out.size());
+  return out;
+}
+
+Vector decode_fp32(const Payload& payload, std::int64_t dim) {
+  if (payload.size() != static_cast<std::size_t>(dim) * sizeof(float))
+    throw Error("malformed fp32 payload: " + std::to_string(payload.size()) + " bytes for a vector of " +
+                std::to_string(dim) + " floats");
+  Vector v(dim);
+  if (dim > 0) std::memcpy(v.data(), payload.data(), payload.size());
+  return v;
+}
+
+namespace {
+class NoCompression final : public Compressor {
+ public:
+  Payload encode(const Vector& v, Rng&) override { return encode_fp32(v); }
+  Vector decode(const Payload& p, std::int64_t dim) override { return decode_fp32(p, dim); }
+  std::unique_ptr<Compressor> clone() const override { return std::make_unique<NoCompression>(); }
+};
+}  // namespace
+
+CompressorRegistry& compressor_registry() {
+  static CompressorRegistry registry = [] {
+    CompressorRegistry r("compressor");
+    r.add("none", "dense float32, 4 bytes per coordinate", [](Section&) { return std::make_unique<NoCompression>(); });
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace starling

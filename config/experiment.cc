@@ -1,0 +1,135 @@
+#include "config/experiment.h"
+
+#include <filesystem>
+
+#include "learning/partition.h"
+
+namespace starling {
+
+YAML::Node load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  if (!std::filesystem::exists(path)) throw ConfigError("", path + ": no such config file");
+  YAML::Node doc;
+  try {
+    doc = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError("", path + ": not valid YAML: " + e.what());
+  }
+  if (doc && !doc.IsNull() && !doc.IsMap()) throw ConfigError("", path + ": the config must be a mapping of keys to values");
+  for (const auto& o : overrides) Section::apply_override(doc, o);
+  return doc;
+}
+
+namespace {
+
+// Builds the plugin that `section.<key>` names from `registry`, passing the section for its
+// parameters.
+template <typename R, typename... Args>
+auto make_named(const R& registry, Section& section, const std::string& key, const std::string& default_kind,
+                Args&&... args) {
+  const auto kind = section.get<std::string>(key, default_kind);
+  return registry.create(kind, section.path(key), section, std::forward<Args>(args)...);
+}
+template <typename R, typename... Args>
+auto make_plugin(const R& registry, Section& section, const std::string& default_kind, Args&&... args) {
+  return make_named(registry, section, "kind", default_kind, std::forward<Args>(args)...);
+}
+
+NetworkParams read_network(Section s) {
+  NetworkParams p;
+  p.latency_s = s.get_double("latency_ms", 20.0, 0.0) / 1e3;
+  const double both = s.get_double("bandwidth_mbps", 100.0, 0.0, 1e9, true);
+  p.uplink_bps = s.get_double("uplink_mbps", both, 0.0, 1e9, true) * 1e6;
+  p.downlink_bps = s.get_double("downlink_mbps", both, 0.0, 1e9, true) * 1e6;
+  p.queueing = s.get<bool>("queueing", false);
+  return p;
+}
+
+ComputeParams read_compute(Section s) {
+  ComputeParams p;
+  const auto kind = s.get_choice("kind", "fixed", {"fixed", "lognormal"});
+  p.kind = kind == "fixed" ? ComputeParams::Kind::kFixed : ComputeParams::Kind::kLognormal;
+  p.samples_per_sec = s.get_double("samples_per_sec", 1000.0, 0.0, 1e12, true);
+  if (p.kind == ComputeParams::Kind::kLognormal) p.sigma = s.get_double("sigma", 0.5, 0.0, 10.0);
+  return p;
+}
+
+}  // namespace
+
+std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string& default_name) {
+  auto plan = std::make_unique<RunPlan>();
+  Section root(document);
+  plan->name = root.get<std::string>("name", default_name);
+  plan->seed = static_cast<std::uint64_t>(root.get_int("seed", 0, 0));
+  plan->rounds = static_cast<int>(root.get_int("rounds", 100, 1, 100'000'000));
+
+  // Everything cheap first, so a typo is reported before the dataset is loaded.
+  Section data = root.child("data");
+  const auto dataset = data.get<std::string>("dataset", "fashion_mnist");
+  const int clients = static_cast<int>(data.get_int("clients", 100, 1, 10'000'000));
+  Section partition = data.child("partition");
+  const auto partition_kind = partition.get<std::string>("kind", dataset == "synthetic" ? "natural" : "iid");
+  dataset_registry().require(dataset, data.path("dataset"));
+  if (partition_kind != "natural") partitioner_registry().require(partition_kind, partition.path("kind"));
+
+  auto task = std::make_unique<LearningTask>();
+  Section train = root.child("train");
+  task->optimizer = make_named(optimizer_registry(), train, "optimizer", "sgd");
+  task->batch_size = static_cast<int>(train.get_int("batch_size", 32, 1, 1 << 20));
+  task->local_epochs = static_cast<int>(train.get_int("local_epochs", 1, 1, 1 << 20));
+
+  ProtocolParts parts;
+  parts.seed = plan->seed;
+  parts.rounds = plan->rounds;
+  Section eval = root.child("eval");
+  parts.eval_every = static_cast<int>(eval.get_int("every", 1, 1));
+  Section sampling = root.child("sampling");
+  parts.sampler = make_plugin(sampler_registry(), sampling, "uniform");
+  Section topology = root.child("topology");
+  parts.graph = make_plugin(topology_registry(), topology, "star")->build(clients + 1);
+  Section aggregator = root.child("aggregator");
+  parts.aggregator = make_plugin(aggregator_registry(), aggregator, "mean");
+  Section server_optimizer = root.child("server_optimizer");
+  parts.server_optimizer = make_plugin(server_optimizer_registry(), server_optimizer, "sgd");
+  Section uplink = root.child("compressor");
+  parts.uplink = make_plugin(compressor_registry(), uplink, "none");
+  Section downlink = root.child("downlink_compressor");
+  parts.downlink = make_plugin(compressor_registry(), downlink, "none");
+  Section protocol = root.child("protocol");
+  const auto protocol_kind = protocol.get<std::string>("kind", "fedavg");
+  protocol_registry().require(protocol_kind, protocol.path("kind"));  // fail before loading data
+  plan->sim.network = read_network(root.child("network"));
+  plan->sim.compute = read_compute(root.child("compute"));
+  plan->sim.seed = plan->seed;
+  plan->db_path = root.child("log").get<std::string>("db", "results/starling.db");
+
+  std::unique_ptr<Partitioner> partitioner;
+  if (partition_kind != "natural") partitioner = partitioner_registry().create(partition_kind, partition.path("kind"), partition);
+  plan->data = dataset_registry().create(dataset, data.path("dataset"), data, plan->seed, clients);
+  Section model = root.child("model");
+  plan->model = make_plugin(model_registry(), model, "logreg", static_cast<int>(plan->data->train.num_features()),
+                            plan->data->train.num_classes);
+  if (partitioner) {
+    Rng rng(plan->seed, kNoNode, Purpose::kPartition);
+    task->partition = partitioner->split(plan->data->train.y, plan->data->train.num_classes, clients, rng);
+  } else if (plan->data->natural) {
+    task->partition = *plan->data->natural;
+  } else {
+    partition.fail("kind", "\"natural\" needs a dataset that comes split by client (synthetic); use iid, dirichlet or shards");
+  }
+  task->train = &plan->data->train;
+  task->test = &plan->data->test;
+  task->model = plan->model.get();
+  parts.task = task.get();
+  Rng init_rng(plan->seed, kNoNode, Purpose::kModelInit);
+  parts.initial_model = plan->model->init(init_rng);
+  plan->nodes = std::move(*protocol_registry().create(protocol_kind, protocol.path("kind"), protocol, parts));
+  plan->task = std::move(task);
+  root.reject_unknown_keys();  // last: every plugin has read its keys by now
+
+  YAML::Emitter out;
+  out << root.resolved();
+  plan->resolved_config = out.c_str();
+  return plan;
+}
+
+}  // namespace starling

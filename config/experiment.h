@@ -1,0 +1,37 @@
+// From YAML to a runnable experiment: typed, validated, with every plugin built by name.
+#pragma once
+#include <yaml-cpp/yaml.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "learning/dataset.h"
+#include "learning/model.h"
+#include "nodes/protocol.h"
+#include "sim/sim_runtime.h"
+
+namespace starling {
+
+// Reads a YAML file and applies "key.path=value" overrides. Throws ConfigError naming the file.
+YAML::Node load_config(const std::string& path, const std::vector<std::string>& overrides);
+
+// Everything a run needs. Owns the data and model that the nodes refer to.
+struct RunPlan {
+  std::string name;
+  std::uint64_t seed = 0;
+  int rounds = 0;
+  std::string db_path;
+  std::string resolved_config;  // YAML of every key used, defaults filled in
+  SimRuntime::Options sim;
+  std::unique_ptr<DataBundle> data;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<LearningTask> task;
+  NodeSet nodes;
+};
+
+// Builds the plan; throws ConfigError (bad key or value) or DataError (bad dataset files).
+// `default_name` is used when the config has no `name`.
+std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string& default_name = "run");
+
+}  // namespace starling

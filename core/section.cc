@@ -1,0 +1,168 @@
+#include "core/section.h"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <sstream>
+
+namespace starling {
+
+namespace {
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diag = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string format_number(double x) {
+  std::ostringstream s;
+  s << x;
+  return s.str();
+}
+
+}  // namespace
+
+Section::Section(YAML::Node document)
+    : Section(std::make_shared<Shared>(), "", document, YAML::Node(YAML::NodeType::Map)) {
+  if (document && !document.IsNull() && !document.IsMap())
+    throw ConfigError("", "the config must be a YAML mapping of keys to values");
+  shared_->input = document;
+  shared_->output = out_;
+}
+
+Section::Section(std::shared_ptr<Shared> shared, std::string prefix, YAML::Node in, YAML::Node out)
+    : shared_(std::move(shared)), prefix_(std::move(prefix)), in_(in), out_(out) {}
+
+std::string Section::path(const std::string& key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
+
+YAML::Node Section::input(const std::string& key) const {
+  if (!in_ || !in_.IsMap()) return YAML::Node();
+  const YAML::Node& in = in_;
+  return in[key];
+}
+
+bool Section::has(const std::string& key) const {
+  const YAML::Node node = input(key);
+  return node.IsDefined() && !node.IsNull();
+}
+
+std::string Section::describe(const YAML::Node& node) {
+  if (node.IsScalar()) return node.Scalar();
+  YAML::Emitter e;
+  e << YAML::Flow << node;
+  return e.c_str();
+}
+
+void Section::fail(const std::string& key, const std::string& message) const { throw ConfigError(path(key), message); }
+
+double Section::get_double(const std::string& key, double default_value, double min, double max, bool min_exclusive) {
+  const double v = get<double>(key, default_value);
+  const bool low = min_exclusive ? !(v > min) : !(v >= min);
+  if (!std::isfinite(v) || low || v > max) {
+    std::string allowed = std::string(min_exclusive ? "> " : ">= ") + format_number(min);
+    if (std::isfinite(max)) allowed += " and <= " + format_number(max);
+    fail(key, format_number(v) + " is out of range; must be " + allowed);
+  }
+  return v;
+}
+
+std::int64_t Section::get_int(const std::string& key, std::int64_t default_value, std::int64_t min, std::int64_t max) {
+  const auto v = get<std::int64_t>(key, default_value);
+  if (v < min || v > max) {
+    std::string allowed = ">= " + std::to_string(min);
+    if (max != std::numeric_limits<std::int64_t>::max()) allowed += " and <= " + std::to_string(max);
+    fail(key, std::to_string(v) + " is out of range; must be " + allowed);
+  }
+  return v;
+}
+
+std::string Section::get_choice(const std::string& key, const std::string& default_value,
+                                const std::vector<std::string>& allowed) {
+  const auto v = get<std::string>(key, default_value);
+  if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+    std::string list;
+    for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+    fail(key, "\"" + v + "\" is unknown; known: " + list);
+  }
+  return v;
+}
+
+Section Section::child(const std::string& key) {
+  YAML::Node in = input(key);
+  if (in.IsDefined() && !in.IsNull() && !in.IsMap()) fail(key, "must be a mapping of keys to values, got \"" + describe(in) + "\"");
+  shared_->used.insert(path(key));
+  if (!out_[key].IsMap()) out_[key] = YAML::Node(YAML::NodeType::Map);
+  return Section(shared_, path(key), in, out_[key]);
+}
+
+void Section::reject_unknown_keys() const {
+  const auto& used = shared_->used;
+  // Walk the input; the first key that was never read is an error, with a suggestion.
+  std::function<void(const YAML::Node&, const std::string&)> walk = [&](const YAML::Node& node, const std::string& prefix) {
+    if (!node.IsMap()) return;
+    for (const auto& kv : node) {
+      const std::string key = kv.first.as<std::string>();
+      const std::string full = prefix.empty() ? key : prefix + "." + key;
+      if (!used.count(full)) {
+        std::string best;
+        std::size_t best_d = 3;  // suggest only close matches
+        const std::string parent = prefix.empty() ? "" : prefix + ".";
+        for (const auto& u : used) {
+          if (u.rfind(parent, 0) != 0 || u.find('.', parent.size()) != std::string::npos) continue;
+          const std::size_t d = edit_distance(key, u.substr(parent.size()));
+          if (d < best_d) best_d = d, best = u;
+        }
+        throw ConfigError(full, "unknown key" + (best.empty() ? std::string("; check the spelling against README's config reference")
+                                                             : "; did you mean " + best + "?"));
+      }
+      walk(kv.second, full);
+    }
+  };
+  walk(shared_->input, "");
+}
+
+YAML::Node Section::resolved() const { return shared_->output; }
+
+void Section::apply_override(YAML::Node& document, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw ConfigError("--set", "\"" + assignment + "\" must look like key.path=value");
+  const std::string key_path = assignment.substr(0, eq);
+  YAML::Node value;
+  try {
+    value = YAML::Load(assignment.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(key_path, "the --set value is not valid YAML: " + std::string(e.what()));
+  }
+  if (!document || document.IsNull()) document = YAML::Node(YAML::NodeType::Map);
+  std::vector<std::string> parts;
+  std::stringstream ss(key_path);
+  for (std::string part; std::getline(ss, part, '.');) {
+    if (part.empty()) throw ConfigError(key_path, "empty component in --set key path");
+    parts.push_back(part);
+  }
+  std::vector<YAML::Node> chain{document};
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+    YAML::Node next = chain.back()[parts[i]];
+    if (!next.IsDefined() || next.IsNull()) {
+      chain.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
+      next = chain.back()[parts[i]];
+    } else if (!next.IsMap()) {
+      throw ConfigError(key_path, "cannot set a key inside \"" + parts[i] + "\", which is not a mapping");
+    }
+    chain.push_back(next);
+  }
+  chain.back()[parts.back()] = value;
+}
+
+}  // namespace starling

@@ -1,0 +1,113 @@
+#include "learning/model.h"
+
+#include <cmath>
+
+namespace starling {
+
+namespace {
+using ConstMap = Eigen::Map<const Matrix>;
+using MutMap = Eigen::Map<Matrix>;
+}  // namespace
+
+Mlp::Mlp(int inputs, std::vector<int> hidden, int classes) {
+  int in = inputs;
+  hidden.push_back(classes);
+  for (int out : hidden) {
+    layers_.push_back({in, out, num_params_, num_params_ + std::int64_t{in} * out});
+    num_params_ += std::int64_t{in} * out + out;
+    in = out;
+  }
+}
+
+Vector Mlp::init(Rng& rng) const {
+  Vector p(num_params_);
+  for (const auto& l : layers_) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(l.in));
+    for (std::int64_t i = l.w_offset; i < l.b_offset + l.out; ++i)
+      p[i] = static_cast<float>((2.0 * rng.uniform() - 1.0) * bound);
+  }
+  return p;
+}
+
+void Mlp::forward(const Vector& params, const Eigen::Ref<const Matrix>& x, Workspace& ws) const {
+  const std::size_t n_layers = layers_.size();
+  ws.z.resize(n_layers);
+  ws.a.resize(n_layers);
+  for (std::size_t l = 0; l < n_layers; ++l) {
+    const Layer& L = layers_[l];
+    ConstMap w(params.data() + L.w_offset, L.out, L.in);
+    Eigen::Map<const Vector> b(params.data() + L.b_offset, L.out);
+    Matrix& z = ws.z[l];
+    if (l == 0) z.noalias() = w * x;
+    else z.noalias() = w * ws.a[l - 1];
+    z.colwise() += b;
+    if (l + 1 < n_layers) ws.a[l] = z.cwiseMax(0.0f);
+  }
+}
+
+const Matrix& Mlp::logits(const Vector& params, const Eigen::Ref<const Matrix>& x, Workspace& ws) const {
+  forward(params, x, ws);
+  return ws.z.back();
+}
+
+double Mlp::loss_and_gradient(const Vector& params, const Eigen::Ref<const Matrix>& x, std::span<const std::int32_t> y,
+                              Vector& grad, Workspace& ws) const {
+  forward(params, x, ws);
+  const Eigen::Index batch = x.cols();
+  grad.resize(num_params_);
+  // Softmax cross-entropy: delta = (softmax - onehot) / batch.
+  Matrix& delta = ws.delta;
+  delta = ws.z.back();
+  double loss = 0.0;
+  for (Eigen::Index j = 0; j < batch; ++j) {
+    auto col = delta.col(j);
+    const float m = col.maxCoeff();
+    col = (col.array() - m).exp();
+    const float sum = col.sum();
+    loss += std::log(static_cast<double>(sum)) + m - ws.z.back()(y[j], j);
+    col /= sum;
+    col(y[j]) -= 1.0f;
+  }
+  delta /= static_cast<float>(batch);
+  for (std::size_t l = layers_.size(); l-- > 0;) {
+    const Layer& L = layers_[l];
+    MutMap gw(grad.data() + L.w_offset, L.out, L.in);
+    Eigen::Map<Vector> gb(grad.data() + L.b_offset, L.out);
+    if (l == 0) gw.noalias() = delta * x.transpose();
+    else gw.noalias() = delta * ws.a[l - 1].transpose();
+    gb = delta.rowwise().sum();
+    if (l == 0) break;  // no gradient with respect to the inputs
+    ConstMap w(params.data() + L.w_offset, L.out, L.in);
+    ws.delta_prev.noalias() = w.transpose() * delta;
+    ws.delta_prev.array() *= (ws.z[l - 1].array() > 0.0f).cast<float>();
+    std::swap(ws.delta, ws.delta_prev);
+  }
+  return loss / static_cast<double>(batch);
+}
+
+double Mlp::flops_per_sample() const {
+  double f = 0.0;
+  for (std::size_t l = 0; l < layers_.size(); ++l) {
+    const double mac = static_cast<double>(layers_[l].in) * layers_[l].out;
+    f += 2 * mac /*forward*/ + 2 * mac /*weight gradient*/ + (l > 0 ? 2 * mac : 0.0) /*input gradient*/;
+  }
+  return f;
+}
+
+ModelRegistry& model_registry() {
+  static ModelRegistry registry = [] {
+    ModelRegistry r("model");
+    r.add("logreg", "multinomial logistic regression (softmax over a linear layer)",
+          [](Section&, int inputs, int classes) { return std::make_unique<Mlp>(inputs, std::vector<int>{}, classes); });
+    r.add("mlp", "fully connected ReLU network with the given hidden sizes", [](Section& s, int inputs, int classes) {
+      auto hidden = s.get<std::vector<int>>("hidden", {200, 200});
+      for (int h : hidden)
+        if (h <= 0) s.fail("hidden", "every hidden size must be a positive integer");
+      return std::make_unique<Mlp>(inputs, hidden, classes);
+    });
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace starling

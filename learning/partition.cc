@@ -1,0 +1,125 @@
+#include "learning/partition.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace starling {
+
+namespace {
+
+std::vector<std::int32_t> all_indices(std::size_t n) {
+  std::vector<std::int32_t> v(n);
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+class IidPartitioner final : public Partitioner {
+ public:
+  Partition split(const std::vector<std::int32_t>& labels, int, int clients, Rng& rng) const override {
+    auto idx = all_indices(labels.size());
+    rng.shuffle(std::span(idx));
+    Partition out(static_cast<std::size_t>(clients));
+    for (std::size_t i = 0; i < idx.size(); ++i) out[i % out.size()].push_back(idx[i]);
+    return out;
+  }
+};
+
+class DirichletPartitioner final : public Partitioner {
+ public:
+  DirichletPartitioner(double alpha, int min_size) : alpha_(alpha), min_size_(min_size) {}
+  Partition split(const std::vector<std::int32_t>& labels, int num_classes, int clients, Rng& rng) const override {
+    return dirichlet_partition(labels, num_classes, clients, alpha_, min_size_, rng);
+  }
+
+ private:
+  double alpha_;
+  int min_size_;
+};
+
+// McMahan et al.'s pathological split: sort by label, cut into equal shards, deal them out.
+class ShardsPartitioner final : public Partitioner {
+ public:
+  explicit ShardsPartitioner(int shards_per_client) : per_client_(shards_per_client) {}
+  Partition split(const std::vector<std::int32_t>& labels, int, int clients, Rng& rng) const override {
+    auto idx = all_indices(labels.size());
+    rng.shuffle(std::span(idx));  // random order within a label
+    std::stable_sort(idx.begin(), idx.end(), [&](auto a, auto b) { return labels[a] < labels[b]; });
+    const std::int64_t shards = std::int64_t{clients} * per_client_;
+    if (shards > static_cast<std::int64_t>(idx.size()))
+      throw ConfigError("data.partition.shards_per_client", std::to_string(per_client_) +
+                                                                " shards per client need more samples than the dataset has");
+    auto order = rng.sample_without_replacement(static_cast<std::int32_t>(shards), static_cast<std::int32_t>(shards));
+    Partition out(static_cast<std::size_t>(clients));
+    for (std::int64_t s = 0; s < shards; ++s) {
+      const auto shard = order[static_cast<std::size_t>(s)];
+      const std::size_t begin = idx.size() * shard / shards, end = idx.size() * (shard + 1) / shards;
+      auto& dst = out[static_cast<std::size_t>(s / per_client_)];
+      dst.insert(dst.end(), idx.begin() + static_cast<std::ptrdiff_t>(begin), idx.begin() + static_cast<std::ptrdiff_t>(end));
+    }
+    return out;
+  }
+
+ private:
+  int per_client_;
+};
+
+}  // namespace
+
+Partition dirichlet_partition(const std::vector<std::int32_t>& labels, int num_classes, int clients, double alpha,
+                              int min_size, Rng& rng) {
+  const double n = static_cast<double>(labels.size());
+  if (std::int64_t{min_size} * clients > static_cast<std::int64_t>(labels.size()))
+    throw ConfigError("data.partition.min_size", std::to_string(min_size) + " samples for each of " +
+                                                     std::to_string(clients) + " clients exceeds the dataset size");
+  std::vector<std::vector<std::int32_t>> by_class(static_cast<std::size_t>(num_classes));
+  for (std::size_t i = 0; i < labels.size(); ++i) by_class[static_cast<std::size_t>(labels[i])].push_back(static_cast<std::int32_t>(i));
+  constexpr int kMaxTries = 10000;
+  for (int attempt = 0; attempt < kMaxTries; ++attempt) {
+    Partition out(static_cast<std::size_t>(clients));
+    for (auto cls : by_class) {
+      rng.shuffle(std::span(cls));
+      auto p = rng.dirichlet(alpha, clients);
+      double sum = 0.0;
+      for (int j = 0; j < clients; ++j) {
+        if (static_cast<double>(out[j].size()) >= n / clients) p[j] = 0.0;  // already has its share
+        sum += p[j];
+      }
+      std::size_t start = 0;
+      double cumulative = 0.0;
+      for (int j = 0; j < clients; ++j) {
+        cumulative += sum > 0 ? p[j] / sum : 1.0 / clients;
+        const std::size_t end = j + 1 == clients ? cls.size() : std::min(cls.size(), static_cast<std::size_t>(cumulative * cls.size()));
+        out[j].insert(out[j].end(), cls.begin() + static_cast<std::ptrdiff_t>(start), cls.begin() + static_cast<std::ptrdiff_t>(std::max(start, end)));
+        start = std::max(start, end);
+      }
+    }
+    const auto smallest = std::min_element(out.begin(), out.end(), [](auto& a, auto& b) { return a.size() < b.size(); })->size();
+    if (static_cast<int>(smallest) >= min_size) {
+      for (auto& part : out) rng.shuffle(std::span(part));
+      return out;
+    }
+  }
+  throw ConfigError("data.partition.alpha", "no Dirichlet split with at least " + std::to_string(min_size) +
+                                                " samples per client after " + std::to_string(kMaxTries) +
+                                                " draws; raise alpha or lower data.partition.min_size");
+}
+
+PartitionerRegistry& partitioner_registry() {
+  static PartitionerRegistry registry = [] {
+    PartitionerRegistry r("partitioner");
+    r.add("iid", "uniformly random, equal sizes", [](Section&) { return std::make_unique<IidPartitioner>(); });
+    r.add("dirichlet", "per-class Dirichlet(alpha) label skew", [](Section& s) {
+      const double alpha = s.get_double("alpha", 0.5, 0.0, 1e6, true);
+      const int min_size = static_cast<int>(s.get_int("min_size", 10, 0));
+      return std::make_unique<DirichletPartitioner>(alpha, min_size);
+    });
+    r.add("shards", "sort by label, deal out shards_per_client shards each", [](Section& s) {
+      return std::make_unique<ShardsPartitioner>(static_cast<int>(s.get_int("shards_per_client", 2, 1, 1 << 20)));
+    });
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace starling

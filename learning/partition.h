@@ -1,0 +1,27 @@
+// Partitioners: split training sample indices among clients, seeded and reproducible.
+#pragma once
+#include <memory>
+
+#include "core/registry.h"
+#include "core/rng.h"
+#include "core/section.h"
+#include "learning/dataset.h"
+
+namespace starling {
+
+class Partitioner {
+ public:
+  virtual ~Partitioner() = default;
+  // Every sample index of `labels` lands with exactly one client.
+  virtual Partition split(const std::vector<std::int32_t>& labels, int num_classes, int clients, Rng& rng) const = 0;
+};
+
+using PartitionerRegistry = Registry<Partitioner, Section&>;
+PartitionerRegistry& partitioner_registry();
+
+// Per-class Dirichlet(alpha) label split with the usual balancing rule (a client already above
+// the average size receives no more), redrawn until every client has >= min_size samples.
+Partition dirichlet_partition(const std::vector<std::int32_t>& labels, int num_classes, int clients, double alpha,
+                              int min_size, Rng& rng);
+
+}  // namespace starling

@@ -1,0 +1,30 @@
+// Local training and evaluation: the real computation behind every simulated compute job.
+#pragma once
+#include <span>
+
+#include "core/rng.h"
+#include "learning/dataset.h"
+#include "learning/model.h"
+#include "learning/optimizer.h"
+
+namespace starling {
+
+struct TrainStats {
+  std::int64_t samples = 0;  // samples processed (epochs x partition size)
+  double mean_loss = 0.0;    // mean minibatch loss, weighted by batch size
+};
+
+// `epochs` passes over `indices` in minibatches of `batch_size`, reshuffled each epoch with `rng`.
+TrainStats train_local(const Model& model, Optimizer& optimizer, const Dataset& data,
+                       std::span<const std::int32_t> indices, int epochs, int batch_size, Rng& rng, Vector& params);
+
+struct EvalResult {
+  double accuracy = 0.0;
+  double loss = 0.0;
+};
+
+// Accuracy and mean loss over the whole dataset, in parallel over fixed chunks whose partial
+// sums are added in chunk order: the result does not depend on the thread count.
+EvalResult evaluate(const Model& model, const Vector& params, const Dataset& data);
+
+}  // namespace starling

@@ -1,0 +1,151 @@
+// FedAvg (McMahan et al., 2017) as message handlers.
+#include <map>
+#include <set>
+
+#include "learning/training.h"
+#include "nodes/protocol.h"
+
+namespace starling {
+
+namespace {
+
+class FedAvgClient final : public Node {
+ public:
+  FedAvgClient(const LearningTask& task, int client, std::unique_ptr<Compressor> uplink,
+               std::unique_ptr<Compressor> downlink)
+      : task_(task), client_(client), uplink_(std::move(uplink)), downlink_(std::move(downlink)) {}
+
+  void on_message(Context& ctx, Message&& m) override {
+    if (m.kind != MessageKind::kModel) throw Error("fedavg client: unexpected " + std::string(to_string(m.kind)) + " message");
+    global_ = downlink_->decode(m.payload, task_.model->num_params());
+    params_ = global_;
+    round_ = m.round;
+    const auto& indices = task_.partition[static_cast<std::size_t>(client_)];
+    Rng& shuffle = ctx.rng(Purpose::kDataShuffle);
+    ctx.compute(std::int64_t{task_.local_epochs} * static_cast<std::int64_t>(indices.size()),
+                [this, &indices, &shuffle] {
+                  auto optimizer = task_.optimizer->clone();
+                  stats_ = train_local(*task_.model, *optimizer, *task_.train, indices, task_.local_epochs,
+                                       task_.batch_size, shuffle, params_);
+                },
+                round_);
+  }
+
+  void on_compute_done(Context& ctx, int) override {
+    Message reply;
+    reply.kind = MessageKind::kUpdate;
+    reply.round = round_;
+    reply.receiver = 0;
+    reply.num_samples = static_cast<std::int64_t>(task_.partition[static_cast<std::size_t>(client_)].size());
+    reply.loss = static_cast<float>(stats_.mean_loss);
+    params_ -= global_;  // the update
+    reply.payload = uplink_->encode(params_, ctx.rng(Purpose::kCompression));
+    params_ = Vector();  // the model exists only while the client trains
+    global_ = Vector();
+    ctx.send(std::move(reply));
+  }
+
+ private:
+  const LearningTask& task_;
+  int client_;
+  std::unique_ptr<Compressor> uplink_, downlink_;
+  Vector global_, params_;
+  TrainStats stats_;
+  int round_ = 0;
+};
+
+class FedAvgServer final : public Node {
+ public:
+  explicit FedAvgServer(ProtocolParts& parts)
+      : task_(*parts.task), rounds_(parts.rounds), eval_every_(parts.eval_every), model_(parts.initial_model),
+        sampler_(std::move(parts.sampler)), aggregator_(std::move(parts.aggregator)),
+        optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
+        uplink_decoder_(parts.uplink->clone()), clients_(static_cast<int>(parts.graph.neighbours[0].size())) {}
+
+  void on_start(Context& ctx) override { start_round(ctx, 1); }
+
+  void on_message(Context& ctx, Message&& m) override {
+    if (m.kind != MessageKind::kUpdate || m.round != round_ || !expected_.count(m.sender) || updates_.count(m.sender))
+      throw Error("fedavg server: unexpected " + std::string(to_string(m.kind)) + " message from node " +
+                  std::to_string(m.sender) + " in round " + std::to_string(m.round));
+    auto& u = updates_[m.sender];
+    u.update = uplink_decoder_->decode(m.payload, model_.size());
+    u.samples = m.num_samples;
+    u.loss = m.loss;
+    if (updates_.size() == expected_.size()) finish_round(ctx);
+  }
+
+ private:
+  struct Received {
+    Vector update;
+    std::int64_t samples = 0;
+    float loss = 0.0f;
+  };
+
+  void start_round(Context& ctx, int round) {
+    round_ = round;
+    updates_.clear();
+    expected_.clear();
+    Message m;
+    m.kind = MessageKind::kModel;
+    m.round = round;
+    m.payload = downlink_->encode(model_, ctx.rng(Purpose::kCompression));
+    for (int c : sampler_->sample(round, clients_, ctx.rng(Purpose::kSampling))) {
+      m.receiver = c + 1;
+      expected_.insert(m.receiver);
+      ctx.send(m);
+    }
+  }
+
+  void finish_round(Context& ctx) {
+    std::vector<Contribution> contributions;
+    double loss_sum = 0.0, samples = 0.0;
+    for (const auto& [sender, u] : updates_) {  // std::map: ascending sender
+      contributions.push_back({sender, static_cast<double>(u.samples), &u.update});
+      loss_sum += static_cast<double>(u.loss) * static_cast<double>(u.samples);
+      samples += static_cast<double>(u.samples);
+    }
+    optimizer_->apply(model_, aggregator_->combine(contributions));
+    updates_.clear();
+    auto& sink = ctx.metrics();
+    const SimTime t = ctx.now();
+    sink.metric(round_, t, kNoNode, "participants", static_cast<double>(contributions.size()));
+    sink.metric(round_, t, kNoNode, "train_loss", samples > 0 ? loss_sum / samples : 0.0);
+    if (round_ % eval_every_ == 0 || round_ == rounds_) {
+      const auto eval = evaluate(*task_.model, model_, *task_.test);
+      sink.metric(round_, t, kNoNode, "test_accuracy", eval.accuracy);
+      sink.metric(round_, t, kNoNode, "test_loss", eval.loss);
+    }
+    ctx.finish_round(round_);
+    if (round_ == rounds_) ctx.stop();
+    else start_round(ctx, round_ + 1);
+  }
+
+  const LearningTask& task_;
+  int rounds_, eval_every_;
+  Vector model_;
+  std::unique_ptr<ClientSampler> sampler_;
+  std::unique_ptr<Aggregator> aggregator_;
+  std::unique_ptr<ServerOptimizer> optimizer_;
+  std::unique_ptr<Compressor> downlink_, uplink_decoder_;
+  int clients_;
+  int round_ = 0;
+  std::set<NodeId> expected_;
+  std::map<NodeId, Received> updates_;
+};
+
+}  // namespace
+
+NodeSet make_fedavg(ProtocolParts& parts) {
+  const int clients = static_cast<int>(parts.task->partition.size());
+  if (parts.graph.size() != clients + 1 || static_cast<int>(parts.graph.neighbours[0].size()) != clients)
+    throw ConfigError("topology.kind", "fedavg needs the star topology (node 0 is the server)");
+  NodeSet set;
+  set.nodes.push_back(nullptr);  // the server takes the parts it owns last
+  for (int c = 0; c < clients; ++c)
+    set.nodes.push_back(std::make_unique<FedAvgClient>(*parts.task, c, parts.uplink->clone(), parts.downlink->clone()));
+  set.nodes[0] = std::make_unique<FedAvgServer>(parts);
+  return set;
+}
+
+}  // namespace starling

@@ -1,0 +1,33 @@
+// The message every protocol sends. The simulator charges wire_bytes(); the gRPC deployment
+// sends the same header fields and payload bytes.
+#pragma once
+#include <cstdint>
+
+#include "compressors/compressor.h"
+#include "core/types.h"
+
+namespace starling {
+
+enum class MessageKind : std::uint8_t {
+  kModel = 1,   // server -> client: the global model
+  kUpdate = 2,  // client -> server: the client's update
+};
+
+struct Message {
+  MessageKind kind = MessageKind::kModel;
+  std::int32_t round = 0;
+  NodeId sender = kNoNode;
+  NodeId receiver = kNoNode;
+  std::int64_t num_samples = 0;  // the sender's training samples (aggregation weight)
+  float loss = 0.0f;             // the sender's mean training loss
+  Payload payload;               // compressor output
+
+  // Fixed header on the wire: kind (1 byte) + 3 reserved, round (4), sender (4), receiver (4),
+  // num_samples (8), loss (4), payload length (4) = 32 bytes.
+  static constexpr std::int64_t kHeaderBytes = 32;
+  std::int64_t wire_bytes() const { return kHeaderBytes + static_cast<std::int64_t>(payload.size()); }
+};
+
+const char* to_string(MessageKind kind);
+
+}  // namespace starling

@@ -1,0 +1,15 @@
+#include "nodes/protocol.h"
+
+namespace starling {
+
+ProtocolRegistry& protocol_registry() {
+  static ProtocolRegistry registry = [] {
+    ProtocolRegistry r("protocol");
+    r.add("fedavg", "synchronous FedAvg: sample clients, train locally, aggregate, apply on the server",
+          [](Section&, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedavg(parts)); });
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace starling

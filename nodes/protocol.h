@@ -1,0 +1,57 @@
+// Protocols build the nodes of a run from the parts config/ assembled.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "aggregators/aggregator.h"
+#include "aggregators/server_optimizer.h"
+#include "compressors/compressor.h"
+#include "core/registry.h"
+#include "core/section.h"
+#include "learning/dataset.h"
+#include "learning/model.h"
+#include "learning/optimizer.h"
+#include "nodes/context.h"
+#include "nodes/sampling.h"
+#include "topologies/topology.h"
+
+namespace starling {
+
+// What local training needs; shared read-only by every node of a run.
+struct LearningTask {
+  const Dataset* train = nullptr;
+  const Dataset* test = nullptr;
+  Partition partition;                   // client index -> training sample indices
+  const Model* model = nullptr;
+  std::unique_ptr<Optimizer> optimizer;  // prototype: each training session clones it
+  int local_epochs = 1;
+  int batch_size = 32;
+};
+
+// The plugins config/ built from their sections (each object is the protocol's to keep).
+struct ProtocolParts {
+  std::uint64_t seed = 0;
+  int rounds = 1;
+  int eval_every = 1;
+  LearningTask* task = nullptr;
+  Vector initial_model;
+  Graph graph;
+  std::unique_ptr<ClientSampler> sampler;
+  std::unique_ptr<Aggregator> aggregator;
+  std::unique_ptr<ServerOptimizer> server_optimizer;
+  std::unique_ptr<Compressor> uplink;    // prototypes, cloned per node
+  std::unique_ptr<Compressor> downlink;
+};
+
+struct NodeSet {
+  std::vector<std::unique_ptr<Node>> nodes;  // index = node id
+};
+
+// Protocols by name: factory(protocol section, parts).
+using ProtocolRegistry = Registry<NodeSet, Section&, ProtocolParts&>;
+ProtocolRegistry& protocol_registry();
+
+// The nodes of FedAvg: node 0 is the server, node c + 1 holds client c's partition.
+NodeSet make_fedavg(ProtocolParts& parts);
+
+}  // namespace starling
