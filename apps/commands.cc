@@ -18,7 +18,14 @@ namespace starling {
 namespace {
 
 std::atomic<bool> g_interrupted{false};
-extern "C" void on_signal(int) { g_interrupted.store(true); }
+// First signal: finish the current event, mark the run interrupted, keep every committed round.
+// Second signal: the user insists; die at once (the database is still consistent).
+extern "C" void on_signal(int sig) {
+  if (g_interrupted.exchange(true)) {
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
+}
 
 std::string format_optional(const std::optional<double>& v, const char* fmt) {
   if (!v) return "-";

@@ -1,5 +1,7 @@
 // starling: run simulated federated / decentralized learning experiments and query results.
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "apps/commands.h"
@@ -7,6 +9,11 @@
 
 int main(int argc, char** argv) {
   using namespace starling;
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("starling", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));  // diagnostics go to stderr, not stdout
+  // Messages go to stderr: stdout carries only command output (tables, CSV).
+  spdlog::set_default_logger(
+      std::make_shared<spdlog::logger>("starling", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
   spdlog::set_pattern("%^[%l]%$ %v");
   CLI::App app{"Starling: a fast, deterministic simulator for federated and decentralized learning"};
   app.require_subcommand(1);

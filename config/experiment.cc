@@ -116,6 +116,7 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   } else {
     partition.fail("kind", "\"natural\" needs a dataset that comes split by client (synthetic); use iid, dirichlet or shards");
   }
+  task->partition = group_by_client(plan->data->train, task->partition);
   task->train = &plan->data->train;
   task->test = &plan->data->test;
   task->model = plan->model.get();

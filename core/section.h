@@ -91,6 +91,8 @@ class Section {
     else if constexpr (std::is_integral_v<T>) return "an integer";
     else if constexpr (std::is_floating_point_v<T>) return "a number";
     else if constexpr (std::is_same_v<T, std::string>) return "a string";
+    else if constexpr (std::is_same_v<T, std::vector<int>>) return "a list of integers, e.g. [200, 200]";
+    else if constexpr (std::is_same_v<T, std::vector<double>>) return "a list of numbers";
     else return "a list of the right type";
   }
   static std::string describe(const YAML::Node& node);

@@ -17,9 +17,8 @@ Dataset images_to_dataset(const IdxArray& images, const IdxArray& labels, const 
                     std::to_string(labels.dims[0]) + " labels; the files do not belong together");
   const Eigen::Index n = images.dims[0], d = Eigen::Index{images.dims[1]} * images.dims[2];
   Dataset ds;
-  ds.x.resize(d, n);
-  const float scale = 1.0f / 255.0f;
-  for (Eigen::Index i = 0; i < n * d; ++i) ds.x.data()[i] = images.data[static_cast<std::size_t>(i)] * scale;
+  ds.bytes = Eigen::Map<const ByteMatrix>(images.data.data(), d, n);
+  ds.byte_scale = 1.0f / 255.0f;  // pixels in [0, 1]
   ds.y.assign(labels.data.begin(), labels.data.end());
   ds.num_classes = 10;
   for (auto label : ds.y)
@@ -34,6 +33,31 @@ Dataset load_split(const std::string& dir, const std::string& stem) {
 }
 
 }  // namespace
+
+void Dataset::gather(std::span<const std::int32_t> indices, Matrix& out) const {
+  out.resize(num_features(), static_cast<Eigen::Index>(indices.size()));
+  // Samples sit at random places in a large array: fetching a few columns ahead keeps several
+  // memory requests in flight instead of waiting on each column in turn.
+  constexpr std::size_t kAhead = 4;
+  const auto prefetch = [&](std::size_t j) {
+    const char* begin = bytes.size() > 0 ? reinterpret_cast<const char*>(bytes.col(indices[j]).data())
+                                         : reinterpret_cast<const char*>(x.col(indices[j]).data());
+    const std::size_t length = static_cast<std::size_t>(num_features()) * (bytes.size() > 0 ? 1 : sizeof(float));
+    for (std::size_t offset = 0; offset < length; offset += 64) __builtin_prefetch(begin + offset);
+  };
+  for (std::size_t j = 0; j < std::min(kAhead, indices.size()); ++j) prefetch(j);
+  for (std::size_t j = 0; j < indices.size(); ++j) {
+    if (j + kAhead < indices.size()) prefetch(j + kAhead);
+    const auto col = static_cast<Eigen::Index>(j);
+    if (bytes.size() > 0) out.col(col) = bytes.col(indices[j]).cast<float>() * byte_scale;
+    else out.col(col) = x.col(indices[j]);
+  }
+}
+
+void Dataset::slice(Eigen::Index begin, Eigen::Index count, Matrix& out) const {
+  if (bytes.size() > 0) out = bytes.middleCols(begin, count).cast<float>() * byte_scale;
+  else out = x.middleCols(begin, count);
+}
 
 DataBundle load_fashion_mnist(const std::string& dir) {
   DataBundle b;

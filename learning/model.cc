@@ -35,12 +35,12 @@ void Mlp::forward(const Vector& params, const Eigen::Ref<const Matrix>& x, Works
   ws.a.resize(n_layers);
   for (std::size_t l = 0; l < n_layers; ++l) {
     const Layer& L = layers_[l];
-    ConstMap w(params.data() + L.w_offset, L.out, L.in);
-    Eigen::Map<const Vector> b(params.data() + L.b_offset, L.out);
+    ConstMap wt(params.data() + L.w_offset, L.in, L.out);
+    Eigen::Map<const Eigen::RowVectorXf> b(params.data() + L.b_offset, L.out);
     Matrix& z = ws.z[l];
-    if (l == 0) z.noalias() = w * x;
-    else z.noalias() = w * ws.a[l - 1];
-    z.colwise() += b;
+    if (l == 0) z.noalias() = x.transpose() * wt;  // x holds one sample per column
+    else z.noalias() = ws.a[l - 1] * wt;
+    z.rowwise() += b;
     if (l + 1 < n_layers) ws.a[l] = z.cwiseMax(0.0f);
   }
 }
@@ -55,30 +55,27 @@ double Mlp::loss_and_gradient(const Vector& params, const Eigen::Ref<const Matri
   forward(params, x, ws);
   const Eigen::Index batch = x.cols();
   grad.resize(num_params_);
-  // Softmax cross-entropy: delta = (softmax - onehot) / batch.
+  // Softmax cross-entropy: delta = (softmax - onehot) / batch, row by row.
+  const Matrix& z = ws.z.back();
   Matrix& delta = ws.delta;
-  delta = ws.z.back();
+  ws.row_max = z.rowwise().maxCoeff();
+  delta = (z.colwise() - ws.row_max).array().exp();
+  ws.row_sum = delta.rowwise().sum();
   double loss = 0.0;
-  for (Eigen::Index j = 0; j < batch; ++j) {
-    auto col = delta.col(j);
-    const float m = col.maxCoeff();
-    col = (col.array() - m).exp();
-    const float sum = col.sum();
-    loss += std::log(static_cast<double>(sum)) + m - ws.z.back()(y[j], j);
-    col /= sum;
-    col(y[j]) -= 1.0f;
-  }
-  delta /= static_cast<float>(batch);
+  for (Eigen::Index j = 0; j < batch; ++j)
+    loss += std::log(static_cast<double>(ws.row_sum[j])) + ws.row_max[j] - z(j, y[static_cast<std::size_t>(j)]);
+  delta.array().colwise() /= ws.row_sum.array() * static_cast<float>(batch);
+  for (Eigen::Index j = 0; j < batch; ++j) delta(j, y[static_cast<std::size_t>(j)]) -= 1.0f / static_cast<float>(batch);
   for (std::size_t l = layers_.size(); l-- > 0;) {
     const Layer& L = layers_[l];
-    MutMap gw(grad.data() + L.w_offset, L.out, L.in);
-    Eigen::Map<Vector> gb(grad.data() + L.b_offset, L.out);
-    if (l == 0) gw.noalias() = delta * x.transpose();
-    else gw.noalias() = delta * ws.a[l - 1].transpose();
-    gb = delta.rowwise().sum();
+    MutMap gwt(grad.data() + L.w_offset, L.in, L.out);
+    Eigen::Map<Eigen::RowVectorXf> gb(grad.data() + L.b_offset, L.out);
+    if (l == 0) gwt.noalias() = x * delta;
+    else gwt.noalias() = ws.a[l - 1].transpose() * delta;
+    gb = delta.colwise().sum();
     if (l == 0) break;  // no gradient with respect to the inputs
-    ConstMap w(params.data() + L.w_offset, L.out, L.in);
-    ws.delta_prev.noalias() = w.transpose() * delta;
+    ConstMap wt(params.data() + L.w_offset, L.in, L.out);
+    ws.delta_prev.noalias() = delta * wt.transpose();
     ws.delta_prev.array() *= (ws.z[l - 1].array() > 0.0f).cast<float>();
     std::swap(ws.delta, ws.delta_prev);
   }

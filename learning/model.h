@@ -14,10 +14,12 @@
 namespace starling {
 
 // Scratch buffers of one forward/backward pass; reuse it across batches to avoid allocation.
+// Activations are batch x units (one row per sample), as in PyTorch.
 struct Workspace {
   std::vector<Matrix> z;  // pre-activations per layer
   std::vector<Matrix> a;  // activations per hidden layer
   Matrix delta, delta_prev;
+  Eigen::VectorXf row_max, row_sum;
 };
 
 class Model {
@@ -29,7 +31,7 @@ class Model {
   // Mean softmax cross-entropy over the batch (columns of x) and its gradient.
   virtual double loss_and_gradient(const Vector& params, const Eigen::Ref<const Matrix>& x,
                                    std::span<const std::int32_t> y, Vector& grad, Workspace& ws) const = 0;
-  // Class scores (classes x batch) into ws.z.back().
+  // Class scores (batch x classes), kept in ws.z.back().
   virtual const Matrix& logits(const Vector& params, const Eigen::Ref<const Matrix>& x, Workspace& ws) const = 0;
   // Floating-point operations of one forward+backward pass per sample (for GFLOP/s reports).
   virtual double flops_per_sample() const = 0;
@@ -49,7 +51,9 @@ class Mlp final : public Model {
  private:
   struct Layer {
     int in, out;
-    std::int64_t w_offset, b_offset;  // W is out x in, column-major, then the bias
+    // W^T (in x out, column-major) then the bias: with samples as rows, both the forward
+    // product and the weight gradient then have the long dimension as GEMM rows.
+    std::int64_t w_offset, b_offset;
   };
   void forward(const Vector& params, const Eigen::Ref<const Matrix>& x, Workspace& ws) const;
   std::vector<Layer> layers_;

@@ -105,6 +105,32 @@ Partition dirichlet_partition(const std::vector<std::int32_t>& labels, int num_c
                                                 " draws; raise alpha or lower data.partition.min_size");
 }
 
+Partition group_by_client(Dataset& data, const Partition& partition) {
+  std::vector<std::int32_t> order;
+  order.reserve(static_cast<std::size_t>(data.size()));
+  Partition grouped(partition.size());
+  for (std::size_t c = 0; c < partition.size(); ++c)
+    for (auto i : partition[c]) {
+      grouped[c].push_back(static_cast<std::int32_t>(order.size()));
+      order.push_back(i);
+    }
+  Dataset out;
+  out.num_classes = data.num_classes;
+  out.byte_scale = data.byte_scale;
+  const auto n = static_cast<Eigen::Index>(order.size());
+  if (data.bytes.size() > 0) out.bytes.resize(data.bytes.rows(), n);
+  else out.x.resize(data.x.rows(), n);
+  out.y.resize(order.size());
+  for (Eigen::Index j = 0; j < n; ++j) {
+    const auto i = order[static_cast<std::size_t>(j)];
+    if (data.bytes.size() > 0) out.bytes.col(j) = data.bytes.col(i);
+    else out.x.col(j) = data.x.col(i);
+    out.y[static_cast<std::size_t>(j)] = data.y[static_cast<std::size_t>(i)];
+  }
+  data = std::move(out);
+  return grouped;
+}
+
 PartitionerRegistry& partitioner_registry() {
   static PartitionerRegistry registry = [] {
     PartitionerRegistry r("partitioner");

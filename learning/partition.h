@@ -24,4 +24,9 @@ PartitionerRegistry& partitioner_registry();
 Partition dirichlet_partition(const std::vector<std::int32_t>& labels, int num_classes, int clients, double alpha,
                               int min_size, Rng& rng);
 
+// Reorders the samples of `data` so that each client's samples are adjacent, in partition
+// order, and returns the partition rewritten for the new order. Minibatch gathers then touch a
+// few neighbouring pages instead of pages all over the dataset.
+Partition group_by_client(Dataset& data, const Partition& partition);
+
 }  // namespace starling

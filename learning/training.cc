@@ -14,7 +14,7 @@ TrainStats train_local(const Model& model, Optimizer& optimizer, const Dataset& 
   if (indices.empty()) return stats;
   std::vector<std::int32_t> order(indices.begin(), indices.end());
   std::vector<std::int32_t> labels(static_cast<std::size_t>(batch_size));
-  Matrix batch(data.num_features(), batch_size);
+  Matrix batch;
   Vector grad(model.num_params());
   Workspace ws;
   double loss_sum = 0.0;
@@ -22,12 +22,9 @@ TrainStats train_local(const Model& model, Optimizer& optimizer, const Dataset& 
     rng.shuffle(std::span(order));
     for (std::size_t start = 0; start < order.size(); start += static_cast<std::size_t>(batch_size)) {
       const auto n = static_cast<Eigen::Index>(std::min(order.size() - start, static_cast<std::size_t>(batch_size)));
-      if (batch.cols() != n) batch.resize(Eigen::NoChange, n);
-      for (Eigen::Index j = 0; j < n; ++j) {
-        const auto i = order[start + static_cast<std::size_t>(j)];
-        batch.col(j) = data.x.col(i);
-        labels[static_cast<std::size_t>(j)] = data.y[static_cast<std::size_t>(i)];
-      }
+      const std::span<const std::int32_t> members(order.data() + start, static_cast<std::size_t>(n));
+      data.gather(members, batch);
+      for (std::size_t j = 0; j < members.size(); ++j) labels[j] = data.y[static_cast<std::size_t>(members[j])];
       loss_sum += n * model.loss_and_gradient(params, batch, std::span(labels.data(), static_cast<std::size_t>(n)), grad, ws);
       optimizer.step(params, grad);
       stats.samples += n;
@@ -43,17 +40,23 @@ EvalResult evaluate(const Model& model, const Vector& params, const Dataset& dat
   const Eigen::Index chunks = (n + kChunk - 1) / kChunk;
   std::vector<double> loss(static_cast<std::size_t>(chunks));
   std::vector<std::int64_t> correct(static_cast<std::size_t>(chunks));
-  tbb::enumerable_thread_specific<Workspace> workspaces;
+  struct Scratch {
+    Workspace ws;
+    Matrix features;
+  };
+  tbb::enumerable_thread_specific<Scratch> scratch;
   tbb::parallel_for(Eigen::Index{0}, chunks, [&](Eigen::Index c) {
     const Eigen::Index begin = c * kChunk, count = std::min(kChunk, n - begin);
-    const Matrix& z = model.logits(params, data.x.middleCols(begin, count), workspaces.local());
+    Scratch& s = scratch.local();
+    data.slice(begin, count, s.features);
+    const Matrix& z = model.logits(params, s.features, s.ws);
     double l = 0.0;
     std::int64_t hits = 0;
     for (Eigen::Index j = 0; j < count; ++j) {
       const auto label = data.y[static_cast<std::size_t>(begin + j)];
       Eigen::Index best;
-      const float m = z.col(j).maxCoeff(&best);
-      l += std::log(static_cast<double>((z.col(j).array() - m).exp().sum())) + m - z(label, j);
+      const float m = z.row(j).maxCoeff(&best);
+      l += std::log(static_cast<double>((z.row(j).array() - m).exp().sum())) + m - z(j, label);
       hits += best == label;
     }
     loss[static_cast<std::size_t>(c)] = l;

@@ -1,0 +1,149 @@
+#!/usr/bin/python3
+"""Runs Starling's benchmarks and the end-to-end comparison with the plain PyTorch FedAvg loop
+(../shared/baselines/fedavg_torch.py, or $STARLING_TORCH_BASELINE), and writes bench/RESULTS.md.
+
+Every number in RESULTS.md comes from this run on this machine; nothing is typed by hand.
+Run it on an otherwise idle machine: `./dev.sh bench`.
+"""
+import datetime
+import json
+import os
+import platform
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build", "release")
+STARLING = os.path.join(BUILD, "apps", "starling")
+BASELINE = os.environ.get("STARLING_TORCH_BASELINE",
+                          os.path.join(ROOT, "..", "shared", "baselines", "fedavg_torch.py"))
+REPEATS = int(os.environ.get("STARLING_BENCH_REPEATS", "3"))
+
+
+def run(cmd, **kw):
+    print("$", " ".join(cmd), file=sys.stderr, flush=True)
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def google_benchmark(binary):
+    out = json.loads(run([os.path.join(BUILD, "bench", binary), "--benchmark_format=json",
+                          "--benchmark_repetitions=3", "--benchmark_report_aggregates_only=true"]))
+    return {b["run_name"]: b for b in out["benchmarks"] if b.get("aggregate_name") == "median"}
+
+
+def starling_run(config, threads, overrides=()):
+    """Median wall seconds (the run's own wall_seconds metric: data loading excluded)."""
+    walls, acc = [], None
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "bench.db")
+        for _ in range(REPEATS):
+            cmd = [STARLING, "run", os.path.join(ROOT, config), "--db", db, "--threads", str(threads), "--quiet"]
+            for o in overrides:
+                cmd += ["--set", o]
+            run(cmd)
+        con = sqlite3.connect(db)
+        for (run_id,) in con.execute("SELECT run_id FROM runs"):
+            walls.append(con.execute("SELECT value FROM metrics WHERE run_id=? AND name='wall_seconds' "
+                                     "ORDER BY round DESC LIMIT 1", (run_id,)).fetchone()[0])
+            acc = con.execute("SELECT value FROM metrics WHERE run_id=? AND name='test_accuracy' "
+                              "ORDER BY round DESC LIMIT 1", (run_id,)).fetchone()[0]
+    return sorted(walls)[len(walls) // 2], acc
+
+
+def torch_run(args, threads):
+    """Median TOTAL secs of the reference loop (its round loop: data loading excluded)."""
+    secs, acc = [], None
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+    for _ in range(REPEATS):
+        out = run(["/usr/bin/python3", BASELINE, "--threads", str(threads), "--loader", "tensor"] + args, env=env)
+        total = re.search(r"^TOTAL (.*)$", out, re.M).group(1)
+        fields = dict(kv.split("=") for kv in total.split())
+        secs.append(float(fields["secs"]))
+        acc = float(fields["final_acc"])
+    return sorted(secs)[len(secs) // 2], acc
+
+
+def main():
+    engine = google_benchmark("bench_engine")
+    training = google_benchmark("bench_training")
+    phold = engine["BM_Phold/processes:1000"]["events/s"]
+    phold_big = engine["BM_Phold/processes:100000"]["events/s"]
+    t_logreg = training["BM_LocalTraining/hidden_layers:0"]
+    t_mlp = training["BM_LocalTraining/hidden_layers:2"]
+    blas_logreg = training.get("BM_OpenBlasSameShapes/hidden_layers:0", {}).get("GFLOP/s")
+    blas_mlp = training.get("BM_OpenBlasSameShapes/hidden_layers:2", {}).get("GFLOP/s")
+
+    # Same workloads on both sides (see bench/README in RESULTS.md).
+    qs_torch = ["--model", "mlp", "-N", "100", "-C", "0.1", "--rounds", "100", "--lr", "0.15", "--alpha", "0.5",
+                "-E", "1", "-B", "32", "--eval-every", "1", "--seed", "42"]
+    mc_torch = ["--model", "logreg", "-N", "1000", "-C", "0.1", "--rounds", "100", "--lr", "0.1", "--alpha", "0.5",
+                "-E", "1", "-B", "32", "--eval-every", "10", "--seed", "42"]
+    have_torch = os.path.exists(BASELINE) and subprocess.run(
+        ["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
+
+    qs1, qs1_acc = starling_run("experiments/quickstart.yaml", 1)
+    qs2, qs2_acc = starling_run("experiments/quickstart.yaml", 2)
+    mc1, mc1_acc = starling_run("experiments/many_clients.yaml", 1)
+    mc_updates = 100 * 100  # rounds x clients per round
+    rows = []
+    if have_torch:
+        tq1, tq1_acc = torch_run(qs_torch, 1)
+        tq2, tq2_acc = torch_run(qs_torch, 2)
+        tm1, tm1_acc = torch_run(mc_torch, 1)
+
+    def f(x, nd=2):
+        return "-" if x is None else f"{x:,.{nd}f}"
+
+    lines = []
+    lines.append("# Benchmark results\n")
+    lines.append(f"Written by `bench/run_all.py` on {datetime.date.today()} "
+                 f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores); "
+                 f"medians of {REPEATS} runs. Re-run with `./dev.sh bench` on an idle machine.\n")
+    lines.append("## Micro-benchmarks (one thread)\n")
+    lines.append("| benchmark | result | target |")
+    lines.append("|---|---|---|")
+    lines.append(f"| event engine, PHOLD 1,000 processes | {phold / 1e6:.2f} M events/s | >= 5 M events/s |")
+    lines.append(f"| event engine, PHOLD 100,000 processes | {phold_big / 1e6:.2f} M events/s | |")
+    lines.append(f"| local training, logreg, batch 32 | {t_logreg['samples/s'] / 1e3:,.0f} k samples/s, "
+                 f"{t_logreg['GFLOP/s']:.1f} GFLOP/s | |")
+    lines.append(f"| local training, mlp 784-200-200-10, batch 32 | {t_mlp['samples/s'] / 1e3:,.1f} k samples/s, "
+                 f"{t_mlp['GFLOP/s']:.1f} GFLOP/s | |")
+    if blas_mlp:
+        lines.append(f"| OpenBLAS SGEMM, the same GEMMs as logreg training | {blas_logreg:.1f} GFLOP/s | |")
+        lines.append(f"| OpenBLAS SGEMM, the same GEMMs as mlp training | {blas_mlp:.1f} GFLOP/s | |")
+        lines.append(f"| **mlp training / OpenBLAS SGEMM rate** | **{100 * t_mlp['GFLOP/s'] / blas_mlp:.0f}%** | >= 60% |")
+    lines.append("")
+    lines.append("## End to end, against the plain PyTorch FedAvg loop\n")
+    lines.append("Wall seconds of the training loop (data loading excluded on both sides). Starling: the run's "
+                 "`wall_seconds`; PyTorch: the reference loop's `TOTAL secs` (`--loader tensor`, the leaner of its "
+                 "two loaders). Same clients, partition scheme, model, batch, epochs, rounds and evaluation "
+                 "frequency.\n")
+    lines.append("| workload | Starling | PyTorch loop | speed-up | target | Starling acc. | PyTorch acc. |")
+    lines.append("|---|---|---|---|---|---|---|")
+    if have_torch:
+        lines.append(f"| quick-start (mlp, 100 clients, 100 rounds), 1 thread | {qs1:.2f} s | {tq1:.2f} s | "
+                     f"{tq1 / qs1:.1f}x | | {qs1_acc:.4f} | {tq1_acc:.4f} |")
+        lines.append(f"| quick-start, 2 threads | {qs2:.2f} s | {tq2:.2f} s | **{tq2 / qs2:.1f}x** | >= 2x | "
+                     f"{qs2_acc:.4f} | {tq2_acc:.4f} |")
+        lines.append(f"| many_clients (logreg, 1,000 clients, 100 rounds), 1 thread: client updates/s | "
+                     f"{mc_updates / mc1:,.0f} | {mc_updates / tm1:,.0f} | **{tm1 / mc1:.1f}x** | >= 10x | "
+                     f"{mc1_acc:.4f} | {tm1_acc:.4f} |")
+    else:
+        lines.append(f"| quick-start, 1 thread | {qs1:.2f} s | (torch missing) | | | {qs1_acc:.4f} | |")
+        lines.append(f"| quick-start, 2 threads | {qs2:.2f} s | (torch missing) | | | {qs2_acc:.4f} | |")
+        lines.append(f"| many_clients, 1 thread: client updates/s | {mc_updates / mc1:,.0f} | (torch missing) | | | "
+                     f"{mc1_acc:.4f} | |")
+    lines.append("")
+    lines.append("Accuracies differ because the two loops draw different partitions and minibatches from "
+                 "their seeds; both reach the same range.\n")
+    text = "\n".join(lines)
+    with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as fh:
+        fh.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+// config/: YAML -> RunPlan, validation, overrides; and config errors through the `starling` binary.
+#include <gtest/gtest.h>
+
+#include "config/experiment.h"
+#include "test_util.h"
+
+#ifndef STARLING_BIN
+#error "STARLING_BIN (path of the starling program) must be defined by the build"
+#endif
+
+namespace starling {
+namespace {
+
+using test::TempDir;
+
+// A small, fast, valid config: synthetic data needs no files.
+const std::string kBase = R"yaml(
+name: tiny
+seed: 3
+rounds: 2
+data: { dataset: synthetic, clients: 6, max_samples: 80 }
+model: { kind: logreg }
+train: { lr: 0.05 }
+sampling: { fraction: 0.5 }
+)yaml";
+
+YAML::Node base_with(const std::vector<std::string>& overrides) {
+  YAML::Node doc = YAML::Load(kBase);
+  for (const auto& o : overrides) Section::apply_override(doc, o);
+  return doc;
+}
+
+// build_run must fail with a ConfigError on `key_path` whose message contains each of `parts`.
+void expect_config_error(const YAML::Node& doc, const std::string& key_path, const std::vector<std::string>& parts) {
+  try {
+    build_run(doc);
+    FAIL() << "expected a ConfigError on " << key_path;
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key_path(), key_path) << e.what();
+    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what();
+  }
+}
+
+TEST(BuildRun, ValidConfigBuildsAPlan) {
+  const auto plan = build_run(YAML::Load(kBase));
+  EXPECT_EQ(plan->name, "tiny");
+  EXPECT_EQ(plan->seed, 3u);
+  EXPECT_EQ(plan->rounds, 2);
+  EXPECT_EQ(plan->nodes.nodes.size(), 7u);  // server + 6 clients
+  ASSERT_NE(plan->model, nullptr);
+  EXPECT_EQ(plan->model->num_params(), 60 * 10 + 10);
+  EXPECT_EQ(plan->task->partition.size(), 6u);
+  EXPECT_EQ(plan->task->batch_size, 32);
+  EXPECT_DOUBLE_EQ(plan->sim.network.latency_s, 0.02);
+  EXPECT_DOUBLE_EQ(plan->sim.network.uplink_bps, 100e6);
+  EXPECT_EQ(plan->sim.seed, 3u);
+  EXPECT_EQ(plan->db_path, "results/starling.db");
+  EXPECT_EQ(build_run(YAML::Load("data: {dataset: synthetic, clients: 2, max_samples: 60}"), "fallback")->name, "fallback");
+}
+
+TEST(BuildRun, ResolvedConfigContainsDefaults) {
+  const auto plan = build_run(YAML::Load(kBase));
+  const YAML::Node r = YAML::Load(plan->resolved_config);
+  EXPECT_EQ(r["name"].as<std::string>(), "tiny");
+  EXPECT_EQ(r["rounds"].as<int>(), 2);
+  EXPECT_DOUBLE_EQ(r["train"]["lr"].as<double>(), 0.05);
+  // Keys the config did not mention, with the values actually used:
+  EXPECT_EQ(r["train"]["optimizer"].as<std::string>(), "sgd");
+  EXPECT_EQ(r["train"]["batch_size"].as<int>(), 32);
+  EXPECT_EQ(r["train"]["local_epochs"].as<int>(), 1);
+  EXPECT_DOUBLE_EQ(r["train"]["momentum"].as<double>(), 0.0);
+  EXPECT_EQ(r["aggregator"]["kind"].as<std::string>(), "mean");
+  EXPECT_EQ(r["server_optimizer"]["kind"].as<std::string>(), "sgd");
+  EXPECT_DOUBLE_EQ(r["server_optimizer"]["lr"].as<double>(), 1.0);
+  EXPECT_EQ(r["compressor"]["kind"].as<std::string>(), "none");
+  EXPECT_EQ(r["protocol"]["kind"].as<std::string>(), "fedavg");
+  EXPECT_EQ(r["topology"]["kind"].as<std::string>(), "star");
+  EXPECT_EQ(r["sampling"]["kind"].as<std::string>(), "uniform");
+  EXPECT_DOUBLE_EQ(r["network"]["latency_ms"].as<double>(), 20.0);
+  EXPECT_DOUBLE_EQ(r["network"]["bandwidth_mbps"].as<double>(), 100.0);
+  EXPECT_EQ(r["eval"]["every"].as<int>(), 1);
+  EXPECT_EQ(r["data"]["partition"]["kind"].as<std::string>(), "natural");
+  EXPECT_EQ(r["data"]["max_samples"].as<int>(), 80);
+  // The resolved config is itself a valid config that builds the same run.
+  const auto again = build_run(r);
+  EXPECT_EQ(again->resolved_config, plan->resolved_config);
+}
+
+TEST(BuildRun, UnknownKeyNamesPathAndSuggests) {
+  expect_config_error(base_with({"rouds=5"}), "rouds", {"unknown key", "did you mean rounds?"});
+  expect_config_error(base_with({"train.bach_size=8"}), "train.bach_size", {"did you mean train.batch_size?"});
+  expect_config_error(base_with({"network.latency=5"}), "network.latency", {"unknown key"});
+  expect_config_error(base_with({"model.hiden=[4]"}), "model.hiden", {"unknown key"});
+}
+
+TEST(BuildRun, BadValueNamesKeyAndRange) {
+  expect_config_error(base_with({"train.lr=-1"}), "train.lr", {"-1 is out of range; must be > 0"});
+  expect_config_error(base_with({"rounds=0"}), "rounds", {"0 is out of range; must be >= 1"});
+  expect_config_error(base_with({"sampling.fraction=1.5"}), "sampling.fraction", {"1.5", "out of range"});
+  expect_config_error(base_with({"train.batch_size=0"}), "train.batch_size", {"out of range"});
+  expect_config_error(base_with({"network.latency_ms=-3"}), "network.latency_ms", {"out of range"});
+  expect_config_error(base_with({"model.kind=mlp", "model.hidden=[4, -2]"}), "model.hidden", {"positive"});
+}
+
+TEST(BuildRun, WrongTypeNamesKey) {
+  expect_config_error(base_with({"rounds=abc"}), "rounds", {"\"abc\" is not an integer"});
+  expect_config_error(base_with({"train.lr=fast"}), "train.lr", {"\"fast\" is not a number"});
+  expect_config_error(base_with({"network.queueing=sometimes"}), "network.queueing", {"true or false"});
+  expect_config_error(base_with({"train=5"}), "train", {"must be a mapping"});
+}
+
+TEST(BuildRun, UnknownPluginKindListsKnownNames) {
+  expect_config_error(base_with({"aggregator.kind=meen"}), "aggregator.kind",
+                      {"aggregator.kind: \"meen\" is unknown aggregator; known: mean"});
+  expect_config_error(base_with({"model.kind=cnnn"}), "model.kind", {"unknown model", "logreg", "mlp"});
+  expect_config_error(base_with({"protocol.kind=fedavgg"}), "protocol.kind", {"known: fedavg"});
+  expect_config_error(base_with({"data.dataset=mnistt"}), "data.dataset", {"known: fashion_mnist, synthetic"});
+  expect_config_error(base_with({"data.partition.kind=diriclet"}), "data.partition.kind", {"dirichlet"});
+  expect_config_error(base_with({"compressor.kind=topkk"}), "compressor.kind", {"known: none"});
+  expect_config_error(base_with({"compute.kind=gaussian"}), "compute.kind", {"known: fixed, lognormal"});
+}
+
+TEST(BuildRun, OverridesChangeValues) {
+  const auto plan = build_run(base_with({"rounds=7", "train.batch_size=8", "network.latency_ms=5",
+                                         "sampling.fraction=1.0", "name=overridden", "data.clients=4"}));
+  EXPECT_EQ(plan->rounds, 7);
+  EXPECT_EQ(plan->name, "overridden");
+  EXPECT_EQ(plan->task->batch_size, 8);
+  EXPECT_DOUBLE_EQ(plan->sim.network.latency_s, 0.005);
+  EXPECT_EQ(plan->nodes.nodes.size(), 5u);
+  const YAML::Node r = YAML::Load(plan->resolved_config);
+  EXPECT_EQ(r["train"]["batch_size"].as<int>(), 8);
+  EXPECT_DOUBLE_EQ(r["sampling"]["fraction"].as<double>(), 1.0);
+}
+
+TEST(BuildRun, PartitionersApplyToSyntheticData) {
+  const auto plan = build_run(base_with({"data.partition.kind=iid"}));
+  std::size_t total = 0;
+  for (const auto& p : plan->task->partition) total += p.size();
+  EXPECT_EQ(total, static_cast<std::size_t>(plan->data->train.size()));
+}
+
+TEST(LoadConfig, ReadsFileAndAppliesOverrides) {
+  TempDir dir;
+  const auto path = dir.write("c.yaml", kBase);
+  const YAML::Node doc = load_config(path, {"rounds=11", "train.lr=0.2"});
+  EXPECT_EQ(doc["rounds"].as<int>(), 11);
+  EXPECT_DOUBLE_EQ(doc["train"]["lr"].as<double>(), 0.2);
+  EXPECT_EQ(doc["name"].as<std::string>(), "tiny");
+  EXPECT_THROW(load_config(dir.file("missing.yaml"), {}), ConfigError);
+  const auto bad = dir.write("bad.yaml", "rounds: [1, 2\n");
+  EXPECT_THROW(load_config(bad, {}), ConfigError);
+  const auto list = dir.write("list.yaml", "- 1\n- 2\n");
+  EXPECT_THROW(load_config(list, {}), ConfigError);
+  EXPECT_THROW(load_config(path, {"rounds"}), ConfigError);
+}
+
+// ---------------------------------------------------------------- through the binary
+
+TEST(Cli, UnknownKeyExitsTwoAndStderrNamesTheKey) {
+  TempDir dir;
+  const auto cfg = dir.write("bad.yaml", kBase + "rouds: 5\n");
+  const auto r = test::run_process({STARLING_BIN, "run", cfg, "--db", dir.file("r.db"), "--quiet"}, dir);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("rouds"), std::string::npos) << "stderr: " << r.err << "\nstdout: " << r.out;
+  EXPECT_NE(r.err.find("did you mean rounds?"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("r.db")));  // no run was started
+}
+
+TEST(Cli, BadValueFromSetExitsTwoAndNamesTheKey) {
+  TempDir dir;
+  const auto cfg = dir.write("ok.yaml", kBase);
+  const auto r = test::run_process({STARLING_BIN, "run", cfg, "--set", "train.lr=-1", "--db", dir.file("r.db"), "--quiet"}, dir);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("train.lr"), std::string::npos) << "stderr: " << r.err << "\nstdout: " << r.out;
+  EXPECT_NE(r.err.find("out of range"), std::string::npos) << r.err;
+  const auto t = test::run_process({STARLING_BIN, "run", cfg, "--set", "aggregator.kind=meen", "--db", dir.file("r.db")}, dir);
+  EXPECT_EQ(t.exit_code, 2);
+  EXPECT_NE(t.err.find("aggregator.kind: \"meen\" is unknown aggregator; known: mean"), std::string::npos) << t.err;
+}
+
+TEST(Cli, UsageErrorsExitTwo) {
+  TempDir dir;
+  EXPECT_EQ(test::run_process({STARLING_BIN, "run", dir.file("missing.yaml"), "--quiet"}, dir).exit_code, 2);
+  EXPECT_EQ(test::run_process({STARLING_BIN}, dir).exit_code, 2);
+  EXPECT_EQ(test::run_process({STARLING_BIN, "frobnicate"}, dir).exit_code, 2);
+  const auto cfg = dir.write("ok.yaml", kBase);
+  EXPECT_EQ(test::run_process({STARLING_BIN, "run", cfg, "--threads", "0"}, dir).exit_code, 2);
+  EXPECT_EQ(test::run_process({STARLING_BIN, "run", cfg, "--set", "novalue"}, dir).exit_code, 2);
+  const auto runs = test::run_process({STARLING_BIN, "runs", "--db", dir.file("none.db")}, dir);
+  EXPECT_EQ(runs.exit_code, 2);
+  EXPECT_NE(runs.err.find("none.db"), std::string::npos) << runs.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("none.db")));  // read-only commands never create a database
+  const auto version = test::run_process({STARLING_BIN, "--version"}, dir);
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_NE(version.out.find(STARLING_VERSION), std::string::npos);
+}
+
+}  // namespace
+}  // namespace starling
