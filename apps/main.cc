@@ -1,7 +1,6 @@
 // starling: run simulated federated / decentralized learning experiments and query results.
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "apps/commands.h"
@@ -9,8 +8,6 @@
 
 int main(int argc, char** argv) {
   using namespace starling;
-  spdlog::set_default_logger(
-      std::make_shared<spdlog::logger>("starling", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));  // diagnostics go to stderr, not stdout
   // Messages go to stderr: stdout carries only command output (tables, CSV).
   spdlog::set_default_logger(
       std::make_shared<spdlog::logger>("starling", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
