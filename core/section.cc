@@ -1,6 +1,7 @@
 #include "core/section.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <functional>
 #include <sstream>
@@ -42,6 +43,12 @@ Section::Section(YAML::Node document)
 
 Section::Section(std::shared_ptr<Shared> shared, std::string prefix, YAML::Node in, YAML::Node out)
     : shared_(std::move(shared)), prefix_(std::move(prefix)), in_(in), out_(out) {}
+
+std::string Section::shortest(double value) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, value);
+  return std::string(buf, r.ptr);
+}
 
 std::string Section::path(const std::string& key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
 

@@ -99,8 +99,10 @@ class Section {
   template <typename T>
   void record(const std::string& key, const T& value) {
     shared_->used.insert(path(key));
-    out_[key] = value;
+    if constexpr (std::is_floating_point_v<T>) out_[key] = shortest(value);  // 0.15, not 0.1499999...
+    else out_[key] = value;
   }
+  static std::string shortest(double value);
 
   std::shared_ptr<Shared> shared_;
   std::string prefix_;

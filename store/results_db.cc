@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <ostream>
@@ -206,12 +207,17 @@ void ResultsDb::export_csv(std::int64_t run_id, std::ostream& out) {
   Statement s(db_, "SELECT round, sim_time, node, name, value FROM metrics WHERE run_id = ? ORDER BY rowid");
   s.bind(1, run_id);
   out << "round,sim_time,node,name,value\n";
-  out.precision(17);
+  const auto number = [&out](double v) {  // shortest text that reads back to the same double
+    char buf[32];
+    out.write(buf, std::to_chars(buf, buf + sizeof buf, v).ptr - buf);
+  };
   while (s.step()) {
-    out << s.integer(0) << ',' << s.real(1) << ',';
+    out << s.integer(0) << ',';
+    number(s.real(1));
+    out << ',';
     if (!s.null(2)) out << s.integer(2);
     out << ',' << s.text(3) << ',';
-    if (!s.null(4)) out << s.real(4);
+    if (!s.null(4)) number(s.real(4));
     out << '\n';
   }
 }
