@@ -17,7 +17,7 @@ class FedAvgClient final : public Node {
 
   void on_message(Context& ctx, Message&& m) override {
     if (m.kind != MessageKind::kModel) throw Error("fedavg client: unexpected " + std::string(to_string(m.kind)) + " message");
-    global_ = downlink_->decode(m.payload, task_.model->num_params());
+    global_ = downlink_->decode(m.payload_bytes(), task_.model->num_params());
     params_ = global_;
     round_ = m.round;
     const auto& indices = task_.partition[static_cast<std::size_t>(client_)];
@@ -39,7 +39,7 @@ class FedAvgClient final : public Node {
     reply.num_samples = static_cast<std::int64_t>(task_.partition[static_cast<std::size_t>(client_)].size());
     reply.loss = static_cast<float>(stats_.mean_loss);
     params_ -= global_;  // the update
-    reply.payload = uplink_->encode(params_, ctx.rng(Purpose::kCompression));
+    reply.set_payload(uplink_->encode(params_, ctx.rng(Purpose::kCompression)));
     params_ = Vector();  // the model exists only while the client trains
     global_ = Vector();
     ctx.send(std::move(reply));
@@ -69,7 +69,7 @@ class FedAvgServer final : public Node {
       throw Error("fedavg server: unexpected " + std::string(to_string(m.kind)) + " message from node " +
                   std::to_string(m.sender) + " in round " + std::to_string(m.round));
     auto& u = updates_[m.sender];
-    u.update = uplink_decoder_->decode(m.payload, model_.size());
+    u.update = uplink_decoder_->decode(m.payload_bytes(), model_.size());
     u.samples = m.num_samples;
     u.loss = m.loss;
     if (updates_.size() == expected_.size()) finish_round(ctx);
@@ -89,7 +89,7 @@ class FedAvgServer final : public Node {
     Message m;
     m.kind = MessageKind::kModel;
     m.round = round;
-    m.payload = downlink_->encode(model_, ctx.rng(Purpose::kCompression));
+    m.set_payload(downlink_->encode(model_, ctx.rng(Purpose::kCompression)));
     for (int c : sampler_->sample(round, clients_, ctx.rng(Purpose::kSampling))) {
       m.receiver = c + 1;
       expected_.insert(m.receiver);

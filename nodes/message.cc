@@ -2,6 +2,11 @@
 
 namespace starling {
 
+const Payload& Message::payload_bytes() const {
+  static const Payload empty;
+  return payload ? *payload : empty;
+}
+
 const char* to_string(MessageKind kind) {
   switch (kind) {
     case MessageKind::kModel: return "model";

@@ -2,6 +2,7 @@
 // sends the same header fields and payload bytes.
 #pragma once
 #include <cstdint>
+#include <memory>
 
 #include "compressors/compressor.h"
 #include "core/types.h"
@@ -20,12 +21,18 @@ struct Message {
   NodeId receiver = kNoNode;
   std::int64_t num_samples = 0;  // the sender's training samples (aggregation weight)
   float loss = 0.0f;             // the sender's mean training loss
-  Payload payload;               // compressor output
+  // Compressor output, immutable once sent: one encoded model goes to many receivers without
+  // a copy per receiver (what matters for large models and many clients).
+  std::shared_ptr<const Payload> payload;
+
+  void set_payload(Payload bytes) { payload = std::make_shared<const Payload>(std::move(bytes)); }
+  const Payload& payload_bytes() const;
+  std::int64_t payload_size() const { return payload ? static_cast<std::int64_t>(payload->size()) : 0; }
 
   // Fixed header on the wire: kind (1 byte) + 3 reserved, round (4), sender (4), receiver (4),
   // num_samples (8), loss (4), payload length (4) = 32 bytes.
   static constexpr std::int64_t kHeaderBytes = 32;
-  std::int64_t wire_bytes() const { return kHeaderBytes + static_cast<std::int64_t>(payload.size()); }
+  std::int64_t wire_bytes() const { return kHeaderBytes + payload_size(); }
 };
 
 const char* to_string(MessageKind kind);

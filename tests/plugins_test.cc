@@ -248,7 +248,7 @@ TEST(Message, WireBytesAreHeaderPlusPayload) {
   Message m;
   EXPECT_EQ(Message::kHeaderBytes, 32);
   EXPECT_EQ(m.wire_bytes(), 32);
-  m.payload.resize(4 * 7850);
+  m.set_payload(Payload(4 * 7850));
   EXPECT_EQ(m.wire_bytes(), 32 + 4 * 7850);
   EXPECT_STREQ(to_string(MessageKind::kModel), "model");
   EXPECT_STREQ(to_string(MessageKind::kUpdate), "update");

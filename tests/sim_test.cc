@@ -169,7 +169,7 @@ class Pinger final : public Node {
     Message m;
     m.round = 1;
     m.receiver = 1;
-    m.payload.resize(968);  // 1000 bytes on the wire
+    m.set_payload(Payload(968));  // 1000 bytes on the wire
     ctx.send(std::move(m));
     ctx.set_timer(5 * kNanosPerSecond, 7);
   }
@@ -208,7 +208,7 @@ class Ponger final : public Node {
     reply.kind = MessageKind::kUpdate;
     reply.round = 1;
     reply.receiver = 0;
-    reply.payload.resize(1968);  // 2000 bytes on the wire
+    reply.set_payload(Payload(1968));  // 2000 bytes on the wire
     ctx.send(std::move(reply));
   }
 
