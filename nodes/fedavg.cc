@@ -17,16 +17,20 @@ class FedAvgClient final : public Node {
 
   void on_message(Context& ctx, Message&& m) override {
     if (m.kind != MessageKind::kModel) throw Error("fedavg client: unexpected " + std::string(to_string(m.kind)) + " message");
-    global_ = downlink_->decode(m.payload_bytes(), task_.model->num_params());
-    params_ = global_;
     round_ = m.round;
     const auto& indices = task_.partition[static_cast<std::size_t>(client_)];
-    Rng& shuffle = ctx.rng(Purpose::kDataShuffle);
+    // The whole client step (decode, train, encode the update) is one compute job: it runs on a
+    // worker thread, with the model hot in that core's cache, and touches only this client's state.
     ctx.compute(std::int64_t{task_.local_epochs} * static_cast<std::int64_t>(indices.size()),
-                [this, &indices, &shuffle] {
+                [this, &indices, model = m.payload, &shuffle = ctx.rng(Purpose::kDataShuffle),
+                 &compression = ctx.rng(Purpose::kCompression)] {
+                  const Vector global = downlink_->decode(*model, task_.model->num_params());
+                  Vector params = global;
                   auto optimizer = task_.optimizer->clone();
                   stats_ = train_local(*task_.model, *optimizer, *task_.train, indices, task_.local_epochs,
-                                       task_.batch_size, shuffle, params_);
+                                       task_.batch_size, shuffle, params);
+                  params -= global;  // the update
+                  update_ = uplink_->encode(params, compression);
                 },
                 round_);
   }
@@ -38,10 +42,8 @@ class FedAvgClient final : public Node {
     reply.receiver = 0;
     reply.num_samples = static_cast<std::int64_t>(task_.partition[static_cast<std::size_t>(client_)].size());
     reply.loss = static_cast<float>(stats_.mean_loss);
-    params_ -= global_;  // the update
-    reply.set_payload(uplink_->encode(params_, ctx.rng(Purpose::kCompression)));
-    params_ = Vector();  // the model exists only while the client trains
-    global_ = Vector();
+    reply.set_payload(std::move(update_));
+    update_ = Payload();
     ctx.send(std::move(reply));
   }
 
@@ -49,7 +51,7 @@ class FedAvgClient final : public Node {
   const LearningTask& task_;
   int client_;
   std::unique_ptr<Compressor> uplink_, downlink_;
-  Vector global_, params_;
+  Payload update_;  // the encoded update, between the end of training and the send
   TrainStats stats_;
   int round_ = 0;
 };
