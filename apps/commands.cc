@@ -2,7 +2,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -49,13 +57,28 @@ std::unique_ptr<ResultsDb> open_existing(const std::string& db) {
   return std::make_unique<ResultsDb>(db);
 }
 
+KeyValues split_assignments(const std::vector<std::string>& assignments) {
+  KeyValues out;
+  for (const auto& a : assignments) {
+    const auto eq = a.find('=');
+    out.emplace_back(a.substr(0, eq), eq == std::string::npos ? "" : a.substr(eq + 1));
+  }
+  return out;
+}
+
+std::string config_stem(const std::string& path) { return std::filesystem::path(path).stem().string(); }
+
 }  // namespace
 
 int run_command(const RunArgs& args) {
   std::unique_ptr<RunPlan> plan;
   try {
-    const auto doc = load_config(args.config_path, args.overrides);
-    plan = build_run(doc, std::filesystem::path(args.config_path).stem().string());
+    auto overrides = args.overrides;
+    overrides.insert(overrides.end(), args.sweep_params.begin(), args.sweep_params.end());
+    auto doc = load_config(args.config_path, overrides);
+    if (take_sweep(doc) && args.sweep_name.empty())
+      spdlog::warn("ignoring the sweep: section of {}; `starling sweep` runs all its points", args.config_path);
+    plan = build_run(doc, config_stem(args.config_path));
   } catch (const ConfigError& e) {
     spdlog::error("{}", e.what());
     return kExitUsage;
@@ -68,7 +91,8 @@ int run_command(const RunArgs& args) {
   std::int64_t run_id = 0;
   try {
     db = std::make_unique<ResultsDb>(db_path);
-    run_id = db->begin_run(plan->name, plan->resolved_config, plan->seed, STARLING_VERSION);
+    RunMeta meta{plan->config_values, args.sweep_name, args.sweep_repeat, split_assignments(args.sweep_params)};
+    run_id = db->begin_run(plan->name, plan->resolved_config, plan->seed, STARLING_VERSION, meta);
   } catch (const Error& e) {
     spdlog::error("{}", e.what());
     return kExitUsage;
@@ -156,6 +180,113 @@ int export_command(const std::string& db_path, long long run_id, const std::stri
     std::ofstream out(output);
     if (!out) throw ConfigError("--output", output + ": cannot write");
     db->export_csv(run_id, out);
+  }
+  return kExitOk;
+}
+
+namespace {
+
+// Arguments of one sweep run: the same binary's `run` with the point's values.
+std::vector<std::string> child_arguments(const SweepArgs& args, const std::string& db_path, const std::string& sweep_name,
+                                         const SweepRun& run) {
+  std::vector<std::string> argv = {"starling", "run", args.run.config_path, "--db", db_path, "--threads",
+                                   std::to_string(args.run.threads), "--quiet"};
+  for (const auto& o : args.run.overrides) argv.insert(argv.end(), {"--set", o});
+  argv.insert(argv.end(), {"--set", "seed=" + std::to_string(run.seed), "--sweep-name", sweep_name, "--sweep-repeat",
+                           std::to_string(run.repeat)});
+  for (const auto& [key, value] : run.params) argv.insert(argv.end(), {"--sweep-param", key + "=" + value});
+  return argv;
+}
+
+pid_t spawn(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ) != 0)
+    throw Error("cannot start a run process: " + std::string(std::strerror(errno)));
+  return pid;
+}
+
+std::string describe(const SweepRun& run) {
+  std::string out;
+  for (const auto& [key, value] : run.params) out += key + "=" + value + " ";
+  return out + "repeat " + std::to_string(run.repeat) + " (seed " + std::to_string(run.seed) + ")";
+}
+
+}  // namespace
+
+int sweep_command(const SweepArgs& args) {
+  SweepPlan sweep;
+  std::string db_path = args.run.db;
+  try {
+    auto doc = load_config(args.run.config_path, args.run.overrides);
+    const YAML::Node section = take_sweep(doc);
+    if (!section) throw ConfigError("sweep", args.run.config_path + " has no sweep: section; use `starling run` for a single run");
+    const std::string name = doc["name"] && doc["name"].IsScalar() ? doc["name"].Scalar() : config_stem(args.run.config_path);
+    std::uint64_t base_seed = 0;
+    try {
+      if (doc["seed"]) base_seed = doc["seed"].as<std::uint64_t>();
+    } catch (const YAML::Exception&) {
+      throw ConfigError("seed", "\"" + doc["seed"].Scalar() + "\" is not a non-negative integer");
+    }
+    sweep = expand_sweep(section, name, base_seed);
+    // Build the first point in full: a typo in the base config stops the sweep before it starts.
+    YAML::Node first = YAML::Clone(doc);
+    for (const auto& [key, value] : sweep.runs.front().params) Section::apply_override(first, key + "=" + value);
+    const auto plan = build_run(first, config_stem(args.run.config_path));
+    if (db_path.empty()) db_path = plan->db_path;
+  } catch (const ConfigError& e) {
+    spdlog::error("{}", e.what());
+    return kExitUsage;
+  } catch (const DataError& e) {
+    spdlog::error("{}", e.what());
+    return kExitUsage;
+  }
+  ResultsDb db(db_path);  // creates the schema once, before the runs race to open it
+  const std::int64_t before = db.last_run_id();
+  const std::size_t total = sweep.runs.size();
+  if (!args.run.quiet)
+    spdlog::info("sweep '{}': {} runs, {} at a time -> {}", sweep.name, total, args.jobs, db_path);
+
+  g_interrupted.store(false);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::map<pid_t, std::size_t> running;
+  std::size_t next = 0, done = 0, failed = 0;
+  const auto start = std::chrono::steady_clock::now();
+  while (done < next || (next < total && !g_interrupted.load())) {
+    while (next < total && static_cast<int>(running.size()) < args.jobs && !g_interrupted.load())
+      running[spawn(child_arguments(args, db_path, sweep.name, sweep.runs[next]))] = next, ++next;
+    int status = 0;
+    const pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    const auto it = running.find(pid);
+    if (it == running.end()) continue;
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    ++done;
+    failed += code != 0;
+    if (!args.run.quiet) {
+      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::fprintf(stderr, "[%zu/%zu] %s: %s  (%.1fs elapsed)\n", done, total, describe(sweep.runs[it->second]).c_str(),
+                   code == 0 ? "finished" : ("exit " + std::to_string(code)).c_str(), elapsed);
+    }
+    running.erase(it);
+  }
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+
+  if (!args.run.quiet)
+    std::printf("sweep '%s': %zu runs in %s (run ids after %lld); tabulate with:\n  scripts/sweep_table.py %s --sweep %s\n",
+                sweep.name.c_str(), done, db_path.c_str(), static_cast<long long>(before), db_path.c_str(),
+                sweep.name.c_str());
+  if (g_interrupted.load()) return kExitInterrupted;
+  if (failed > 0) {
+    spdlog::error("{} of {} runs failed (see the messages above and `starling runs --db {}`)", failed, total, db_path);
+    return kExitRunFailed;
   }
   return kExitOk;
 }

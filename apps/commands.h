@@ -12,9 +12,19 @@ struct RunArgs {
   std::string db;                      // --db (empty: log.db from the config)
   int threads = 1;
   bool quiet = false;
+  // Set by `starling sweep` for each of its runs (hidden options of `run`).
+  std::string sweep_name;
+  int sweep_repeat = 0;
+  std::vector<std::string> sweep_params;  // key.path=value, applied after `overrides`
+};
+
+struct SweepArgs {
+  RunArgs run;   // config, overrides, db, threads (per run), quiet
+  int jobs = 1;  // runs at once
 };
 
 int run_command(const RunArgs& args);
+int sweep_command(const SweepArgs& args);
 int runs_command(const std::string& db);
 int show_command(const std::string& db, long long run_id);
 int export_command(const std::string& db, long long run_id, const std::string& format, const std::string& output);

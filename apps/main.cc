@@ -24,6 +24,19 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--threads", run.threads, "Worker threads for local training (results do not depend on it)")
       ->check(CLI::Range(1, 1024));
   run_cmd->add_flag("--quiet,-q", run.quiet, "No progress output");
+  // Used by `sweep` for each of its runs; not for users.
+  run_cmd->add_option("--sweep-name", run.sweep_name)->group("");
+  run_cmd->add_option("--sweep-repeat", run.sweep_repeat)->group("");
+  run_cmd->add_option("--sweep-param", run.sweep_params)->group("");
+
+  SweepArgs sweep;
+  auto* sweep_cmd = app.add_subcommand("sweep", "Run every point of a config's sweep: section (grid x repeat)");
+  sweep_cmd->add_option("config", sweep.run.config_path, "Experiment config (YAML) with a sweep: section")->required();
+  sweep_cmd->add_option("--set", sweep.run.overrides, "Override a config value for every run: key.path=value");
+  sweep_cmd->add_option("--db", sweep.run.db, "Results database (default: log.db of the config)");
+  sweep_cmd->add_option("--jobs,-j", sweep.jobs, "Runs at once (each a separate process)")->check(CLI::Range(1, 256));
+  sweep_cmd->add_option("--threads", sweep.run.threads, "Worker threads of each run")->check(CLI::Range(1, 1024));
+  sweep_cmd->add_flag("--quiet,-q", sweep.run.quiet, "No progress output");
 
   std::string db = "results/starling.db";
   long long run_id = 0;
@@ -47,6 +60,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (*run_cmd) return run_command(run);
+    if (*sweep_cmd) return sweep_command(sweep);
     if (*runs_cmd) return runs_command(db);
     if (*show_cmd) return show_command(db, run_id);
     if (*export_cmd) return export_command(db, run_id, format, output);

@@ -16,7 +16,73 @@ YAML::Node load_config(const std::string& path, const std::vector<std::string>& 
   }
   if (doc && !doc.IsNull() && !doc.IsMap()) throw ConfigError("", path + ": the config must be a mapping of keys to values");
   for (const auto& o : overrides) Section::apply_override(doc, o);
+  if (!doc || doc.IsNull()) doc = YAML::Node(YAML::NodeType::Map);
   return doc;
+}
+
+YAML::Node take_sweep(YAML::Node& document) {
+  if (!document || !document.IsMap() || !document["sweep"]) return YAML::Node(YAML::NodeType::Undefined);
+  YAML::Node sweep = YAML::Clone(document["sweep"]);
+  document.remove("sweep");
+  return sweep;
+}
+
+namespace {
+
+std::string flow_text(const YAML::Node& node) {
+  if (node.IsScalar()) return node.Scalar();
+  YAML::Emitter e;
+  e << YAML::Flow << node;
+  return e.c_str();
+}
+
+void flatten(const YAML::Node& node, const std::string& prefix, KeyValues& out) {
+  if (node.IsMap()) {
+    for (const auto& kv : node) {
+      const auto key = kv.first.as<std::string>();
+      flatten(kv.second, prefix.empty() ? key : prefix + "." + key, out);
+    }
+  } else {
+    out.emplace_back(prefix, flow_text(node));
+  }
+}
+
+}  // namespace
+
+SweepPlan expand_sweep(const YAML::Node& sweep, const std::string& default_name, std::uint64_t base_seed) {
+  YAML::Node wrapper(YAML::NodeType::Map);
+  wrapper["sweep"] = sweep;
+  Section root(wrapper);
+  Section s = root.child("sweep");
+  SweepPlan plan;
+  plan.name = s.get<std::string>("name", default_name);
+  const int repeat = static_cast<int>(s.get_int("repeat", 1, 1, 10000));
+  const YAML::Node grid = s.raw("grid");
+  std::vector<std::pair<std::string, std::vector<std::string>>> axes;
+  if (grid.IsDefined() && !grid.IsNull()) {
+    if (!grid.IsMap()) s.fail("grid", "must map key paths to lists of values, e.g. {train.lr: [0.05, 0.1]}");
+    for (const auto& kv : grid) {
+      const auto key = kv.first.as<std::string>();
+      if (key == "seed") s.fail("grid", "sweep seeds with sweep.repeat, not the grid");
+      if (!kv.second.IsSequence() || kv.second.size() == 0)
+        throw ConfigError("sweep.grid." + key, "must be a non-empty list of values");
+      std::vector<std::string> values;
+      for (const auto& v : kv.second) values.push_back(flow_text(v));
+      axes.emplace_back(key, std::move(values));
+    }
+  }
+  root.reject_unknown_keys();
+  // The Cartesian product, first key outermost, each point repeated with consecutive seeds.
+  std::vector<std::size_t> index(axes.size(), 0);
+  while (true) {
+    KeyValues params;
+    for (std::size_t a = 0; a < axes.size(); ++a) params.emplace_back(axes[a].first, axes[a].second[index[a]]);
+    for (int r = 0; r < repeat; ++r) plan.runs.push_back({params, r, base_seed + static_cast<std::uint64_t>(r)});
+    std::size_t a = axes.size();
+    while (a > 0 && ++index[a - 1] == axes[a - 1].second.size()) index[--a] = 0;
+    if (a == 0) break;
+  }
+  return plan;
 }
 
 namespace {
@@ -130,6 +196,7 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   YAML::Emitter out;
   out << root.resolved();
   plan->resolved_config = out.c_str();
+  flatten(root.resolved(), "", plan->config_values);
   return plan;
 }
 

@@ -16,6 +16,25 @@ namespace starling {
 // Reads a YAML file and applies "key.path=value" overrides. Throws ConfigError naming the file.
 YAML::Node load_config(const std::string& path, const std::vector<std::string>& overrides);
 
+// Removes the `sweep:` section from `document` and returns it (undefined if there is none).
+YAML::Node take_sweep(YAML::Node& document);
+
+using KeyValues = std::vector<std::pair<std::string, std::string>>;
+
+// One run of a sweep: the swept keys' values (YAML text), the repetition and its seed.
+struct SweepRun {
+  KeyValues params;
+  int repeat = 0;
+  std::uint64_t seed = 0;
+};
+struct SweepPlan {
+  std::string name;
+  std::vector<SweepRun> runs;  // grid points (first key outermost) x repeats
+};
+// Expands a `sweep:` section: {name, repeat: N, grid: {key.path: [values...]}}. Repeat r runs
+// with seed base_seed + r. Throws ConfigError naming the sweep key at fault.
+SweepPlan expand_sweep(const YAML::Node& sweep, const std::string& default_name, std::uint64_t base_seed);
+
 // Everything a run needs. Owns the data and model that the nodes refer to.
 struct RunPlan {
   std::string name;
@@ -23,6 +42,7 @@ struct RunPlan {
   int rounds = 0;
   std::string db_path;
   std::string resolved_config;  // YAML of every key used, defaults filled in
+  KeyValues config_values;      // the same, flattened to key paths
   SimRuntime::Options sim;
   std::unique_ptr<DataBundle> data;
   std::unique_ptr<Model> model;

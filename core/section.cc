@@ -104,6 +104,14 @@ std::string Section::get_choice(const std::string& key, const std::string& defau
   return v;
 }
 
+YAML::Node Section::raw(const std::string& key) {
+  shared_->used.insert(path(key));
+  shared_->opaque.insert(path(key));
+  const YAML::Node node = input(key);
+  if (node.IsDefined()) out_[key] = YAML::Clone(node);
+  return node;
+}
+
 Section Section::child(const std::string& key) {
   YAML::Node in = input(key);
   if (in.IsDefined() && !in.IsNull() && !in.IsMap()) fail(key, "must be a mapping of keys to values, got \"" + describe(in) + "\"");
@@ -132,7 +140,7 @@ void Section::reject_unknown_keys() const {
         throw ConfigError(full, "unknown key" + (best.empty() ? std::string("; check the spelling against README's config reference")
                                                              : "; did you mean " + best + "?"));
       }
-      walk(kv.second, full);
+      if (!shared_->opaque.count(full)) walk(kv.second, full);
     }
   };
   walk(shared_->input, "");

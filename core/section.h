@@ -51,6 +51,10 @@ class Section {
   std::string get_choice(const std::string& key, const std::string& default_value,
                          const std::vector<std::string>& allowed);
 
+  // The raw YAML of `key` (undefined if absent), marked as read; for callers that walk it
+  // themselves (e.g. a sweep grid whose keys are key paths).
+  YAML::Node raw(const std::string& key);
+
   // A nested mapping (may be absent: then every read takes its default).
   Section child(const std::string& key);
 
@@ -69,6 +73,7 @@ class Section {
     YAML::Node input;
     YAML::Node output;
     std::set<std::string> used;
+    std::set<std::string> opaque;  // read whole by raw(): their inner keys are the caller's business
   };
   Section(std::shared_ptr<Shared> shared, std::string prefix, YAML::Node in, YAML::Node out);
 

@@ -40,6 +40,47 @@ CREATE TABLE IF NOT EXISTS traffic(
   bytes INTEGER NOT NULL,
   messages INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS traffic_by_run ON traffic(run_id, round);
+CREATE TABLE IF NOT EXISTS run_config(
+  run_id INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  value TEXT,
+  PRIMARY KEY (run_id, key));
+CREATE TABLE IF NOT EXISTS sweep_runs(
+  run_id INTEGER PRIMARY KEY REFERENCES runs(run_id) ON DELETE CASCADE,
+  sweep TEXT NOT NULL,
+  repeat INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sweep_params(
+  run_id INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  value TEXT,
+  PRIMARY KEY (run_id, key));
+-- The last value of every global metric of every run.
+CREATE VIEW IF NOT EXISTS final_metrics AS
+  SELECT m.run_id, m.name, m.round, m.sim_time, m.value FROM metrics m
+  WHERE m.node IS NULL
+    AND m.round = (SELECT MAX(x.round) FROM metrics x WHERE x.run_id = m.run_id AND x.node IS NULL AND x.name = m.name);
+-- Every global metric row with the bytes on the wire spent by then: time-to-target queries, e.g.
+--   SELECT run_id, MIN(round), MIN(bytes_total), MIN(sim_time) FROM metric_progress
+--   WHERE name = 'test_accuracy' AND value >= 0.8 GROUP BY run_id;
+CREATE VIEW IF NOT EXISTS metric_progress AS
+  SELECT m.run_id, m.round, m.sim_time, m.name, m.value,
+         (SELECT b.value FROM metrics b WHERE b.run_id = m.run_id AND b.node IS NULL AND b.name = 'bytes_total'
+           AND b.round = m.round) AS bytes_total
+  FROM metrics m WHERE m.node IS NULL;
+-- One row per run: identity, key config values, final results.
+CREATE VIEW IF NOT EXISTS run_summary AS
+  SELECT r.run_id, r.name, r.status, s.sweep, s.repeat, r.seed,
+         (SELECT value FROM run_config c WHERE c.run_id = r.run_id AND c.key = 'protocol.kind') AS protocol,
+         (SELECT value FROM run_config c WHERE c.run_id = r.run_id AND c.key = 'model.kind') AS model,
+         (SELECT value FROM run_config c WHERE c.run_id = r.run_id AND c.key = 'data.dataset') AS dataset,
+         (SELECT value FROM run_config c WHERE c.run_id = r.run_id AND c.key = 'data.clients') AS clients,
+         (SELECT COALESCE(MAX(round), 0) FROM metrics m WHERE m.run_id = r.run_id) AS rounds,
+         (SELECT value FROM final_metrics f WHERE f.run_id = r.run_id AND f.name = 'test_accuracy') AS test_accuracy,
+         (SELECT value FROM final_metrics f WHERE f.run_id = r.run_id AND f.name = 'bytes_total') AS bytes_total,
+         (SELECT MAX(sim_time) FROM metrics m WHERE m.run_id = r.run_id) AS sim_time,
+         (SELECT value FROM final_metrics f WHERE f.run_id = r.run_id AND f.name = 'wall_seconds') AS wall_seconds,
+         r.started_at, r.finished_at, r.error, r.config
+  FROM runs r LEFT JOIN sweep_runs s ON s.run_id = r.run_id;
 )sql";
 
 // A prepared statement that finalizes itself.
@@ -53,6 +94,10 @@ class Statement {
   Statement& bind(int i, std::int64_t v) { return check(sqlite3_bind_int64(stmt_, i, v)); }
   Statement& bind(int i, const std::string& v) {
     return check(sqlite3_bind_text(stmt_, i, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+  }
+  void reset() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
   }
   bool step() {
     const int rc = sqlite3_step(stmt_);
@@ -100,9 +145,12 @@ ResultsDb::ResultsDb(const std::string& path) : path_(path) {
     exec("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=NORMAL");  // in WAL mode: durable against process crashes
     exec("PRAGMA foreign_keys=ON");
-    Statement version(db_, "PRAGMA user_version");
-    version.step();
-    const auto v = version.integer(0);
+    std::int64_t v = 0;
+    {  // finalized before BEGIN: a live read would make the write lock fail at once instead of waiting
+      Statement version(db_, "PRAGMA user_version");
+      version.step();
+      v = version.integer(0);
+    }
     if (v > kSchemaVersion)
       throw Error(path + ": results database schema version " + std::to_string(v) + " is newer than this Starling (" +
                   std::to_string(kSchemaVersion) + "); upgrade Starling or use another --db");
@@ -129,13 +177,42 @@ void ResultsDb::exec(const std::string& sql) {
 }
 
 std::int64_t ResultsDb::begin_run(const std::string& name, const std::string& config, std::uint64_t seed,
-                                  const std::string& version) {
-  Statement s(db_,
-              "INSERT INTO runs(name, config, seed, status, started_at, version) "
-              "VALUES(?, ?, ?, 'running', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?)");
-  s.bind(1, name).bind(2, config).bind(3, static_cast<std::int64_t>(seed)).bind(4, version);
+                                  const std::string& version, const RunMeta& meta) {
+  exec("BEGIN IMMEDIATE");  // the run and its metadata appear together
+  try {
+    Statement s(db_,
+                "INSERT INTO runs(name, config, seed, status, started_at, version) "
+                "VALUES(?, ?, ?, 'running', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?)");
+    s.bind(1, name).bind(2, config).bind(3, static_cast<std::int64_t>(seed)).bind(4, version);
+    s.step();
+    const std::int64_t run_id = sqlite3_last_insert_rowid(db_);
+    const auto insert_pairs = [&](const char* sql, const KeyValues& pairs) {
+      Statement insert(db_, sql);
+      for (const auto& [key, value] : pairs) {
+        insert.reset();
+        insert.bind(1, run_id).bind(2, key).bind(3, value);
+        insert.step();
+      }
+    };
+    insert_pairs("INSERT INTO run_config(run_id, key, value) VALUES(?, ?, ?)", meta.config_values);
+    if (!meta.sweep.empty()) {
+      Statement sweep(db_, "INSERT INTO sweep_runs(run_id, sweep, repeat) VALUES(?, ?, ?)");
+      sweep.bind(1, run_id).bind(2, meta.sweep).bind(3, std::int64_t{meta.repeat});
+      sweep.step();
+      insert_pairs("INSERT INTO sweep_params(run_id, key, value) VALUES(?, ?, ?)", meta.sweep_params);
+    }
+    exec("COMMIT");
+    return run_id;
+  } catch (...) {
+    exec("ROLLBACK");
+    throw;
+  }
+}
+
+std::int64_t ResultsDb::last_run_id() {
+  Statement s(db_, "SELECT COALESCE(MAX(run_id), 0) FROM runs");
   s.step();
-  return sqlite3_last_insert_rowid(db_);
+  return s.integer(0);
 }
 
 void ResultsDb::end_run(std::int64_t run_id, const std::string& status, const std::string& error) {
@@ -148,17 +225,9 @@ void ResultsDb::end_run(std::int64_t run_id, const std::string& status, const st
 
 namespace {
 constexpr const char* kRunQuery = R"sql(
-SELECT r.run_id, r.name, r.seed, r.status, COALESCE(r.started_at, ''), COALESCE(r.finished_at, ''),
-       COALESCE(r.error, ''), r.config,
-       (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.node IS NULL AND m.name = 'test_accuracy'
-         ORDER BY round DESC LIMIT 1),
-       (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.node IS NULL AND m.name = 'bytes_total'
-         ORDER BY round DESC LIMIT 1),
-       (SELECT MAX(sim_time) FROM metrics m WHERE m.run_id = r.run_id),
-       (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.node IS NULL AND m.name = 'wall_seconds'
-         ORDER BY round DESC LIMIT 1),
-       (SELECT COALESCE(MAX(round), 0) FROM metrics m WHERE m.run_id = r.run_id)
-FROM runs r)sql";
+SELECT run_id, name, seed, status, COALESCE(started_at, ''), COALESCE(finished_at, ''), COALESCE(error, ''), config,
+       test_accuracy, bytes_total, sim_time, wall_seconds, rounds
+FROM run_summary)sql";
 
 ResultsDb::RunRow read_run(Statement& s) {
   ResultsDb::RunRow r;
@@ -180,23 +249,21 @@ ResultsDb::RunRow read_run(Statement& s) {
 }  // namespace
 
 std::vector<ResultsDb::RunRow> ResultsDb::runs() {
-  Statement s(db_, (std::string(kRunQuery) + " ORDER BY r.run_id").c_str());
+  Statement s(db_, (std::string(kRunQuery) + " ORDER BY run_id").c_str());
   std::vector<RunRow> out;
   while (s.step()) out.push_back(read_run(s));
   return out;
 }
 
 std::optional<ResultsDb::RunRow> ResultsDb::run(std::int64_t run_id) {
-  Statement s(db_, (std::string(kRunQuery) + " WHERE r.run_id = ?").c_str());
+  Statement s(db_, (std::string(kRunQuery) + " WHERE run_id = ?").c_str());
   s.bind(1, run_id);
   if (!s.step()) return std::nullopt;
   return read_run(s);
 }
 
 std::vector<std::pair<std::string, double>> ResultsDb::final_metrics(std::int64_t run_id) {
-  Statement s(db_,
-              "SELECT name, value FROM metrics m WHERE run_id = ?1 AND node IS NULL AND round = "
-              "(SELECT MAX(round) FROM metrics WHERE run_id = ?1 AND node IS NULL AND name = m.name) ORDER BY name");
+  Statement s(db_, "SELECT name, value FROM final_metrics WHERE run_id = ? ORDER BY name");
   s.bind(1, run_id);
   std::vector<std::pair<std::string, double>> out;
   while (s.step()) out.emplace_back(s.text(0), s.null(1) ? std::nan("") : s.real(1));

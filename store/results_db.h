@@ -16,7 +16,19 @@ struct sqlite3_stmt;
 
 namespace starling {
 
-inline constexpr int kSchemaVersion = 1;
+// 1: runs, metrics, traffic. 2: + run_config, sweep_runs, sweep_params and the views
+// final_metrics, metric_progress, run_summary (a version-1 database is upgraded in place).
+inline constexpr int kSchemaVersion = 2;
+
+using KeyValues = std::vector<std::pair<std::string, std::string>>;
+
+// What is recorded about a run besides its YAML config.
+struct RunMeta {
+  KeyValues config_values;  // the resolved config flattened to key paths ("train.lr" -> "0.1")
+  std::string sweep;        // sweep name, empty for a run outside a sweep
+  int repeat = 0;           // repetition index within the sweep
+  KeyValues sweep_params;   // the swept keys and this run's values
+};
 
 class ResultsDb {
  public:
@@ -27,7 +39,7 @@ class ResultsDb {
   ResultsDb& operator=(const ResultsDb&) = delete;
 
   std::int64_t begin_run(const std::string& name, const std::string& config, std::uint64_t seed,
-                         const std::string& version);
+                         const std::string& version, const RunMeta& meta = {});
   // status: finished | failed | interrupted (error may be empty).
   void end_run(std::int64_t run_id, const std::string& status, const std::string& error = "");
 
@@ -40,6 +52,7 @@ class ResultsDb {
   };
   std::vector<RunRow> runs();
   std::optional<RunRow> run(std::int64_t run_id);
+  std::int64_t last_run_id();
   // The last recorded value of every global metric of a run, by name.
   std::vector<std::pair<std::string, double>> final_metrics(std::int64_t run_id);
   // Every metric row of a run as CSV (round,sim_time,node,name,value).

@@ -1,6 +1,8 @@
 // config/: YAML -> RunPlan, validation, overrides; and config errors through the `starling` binary.
 #include <gtest/gtest.h>
 
+#include <map>
+
 #include "config/experiment.h"
 #include "test_util.h"
 
@@ -194,6 +196,71 @@ TEST(Cli, UsageErrorsExitTwo) {
   const auto version = test::run_process({STARLING_BIN, "--version"}, dir);
   EXPECT_EQ(version.exit_code, 0);
   EXPECT_NE(version.out.find(STARLING_VERSION), std::string::npos);
+}
+
+
+// ---------------------------------------------------------------- sweeps
+
+TEST(Sweep, GridTimesRepeatsFirstKeyOutermostWithConsecutiveSeeds) {
+  const auto plan = expand_sweep(YAML::Load("{repeat: 2, grid: {train.lr: [0.1, 0.2], model.hidden: [[8], [16, 4]]}}"),
+                                 "base", 40);
+  EXPECT_EQ(plan.name, "base");
+  ASSERT_EQ(plan.runs.size(), 8u);
+  const std::vector<std::string> lrs = {"0.1", "0.1", "0.1", "0.1", "0.2", "0.2", "0.2", "0.2"};
+  const std::vector<std::string> hidden = {"[8]", "[8]", "[16, 4]", "[16, 4]", "[8]", "[8]", "[16, 4]", "[16, 4]"};
+  for (std::size_t i = 0; i < plan.runs.size(); ++i) {
+    const auto& r = plan.runs[i];
+    ASSERT_EQ(r.params.size(), 2u);
+    EXPECT_EQ(r.params[0], (std::pair<std::string, std::string>{"train.lr", lrs[i]}));
+    EXPECT_EQ(r.params[1], (std::pair<std::string, std::string>{"model.hidden", hidden[i]}));
+    EXPECT_EQ(r.repeat, static_cast<int>(i % 2));
+    EXPECT_EQ(r.seed, 40u + i % 2);
+  }
+}
+
+TEST(Sweep, NoGridMeansRepeatsOfTheBaseConfig) {
+  const auto plan = expand_sweep(YAML::Load("{name: seeds, repeat: 3}"), "base", 0);
+  EXPECT_EQ(plan.name, "seeds");
+  ASSERT_EQ(plan.runs.size(), 3u);
+  EXPECT_TRUE(plan.runs[2].params.empty());
+  EXPECT_EQ(plan.runs[2].seed, 2u);
+}
+
+TEST(Sweep, BadSectionsNameTheKey) {
+  const auto message = [](const std::string& yaml) {
+    try {
+      expand_sweep(YAML::Load(yaml), "x", 0);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("{grid: {train.lr: []}}").find("sweep.grid.train.lr"), std::string::npos);
+  EXPECT_NE(message("{grid: {train.lr: 0.1}}").find("non-empty list"), std::string::npos);
+  EXPECT_NE(message("{repeat: 0}").find("sweep.repeat"), std::string::npos);
+  EXPECT_NE(message("{repet: 2}").find("did you mean sweep.repeat"), std::string::npos);
+  EXPECT_NE(message("{grid: {seed: [1, 2]}}").find("sweep.repeat"), std::string::npos);
+  EXPECT_NE(message("{grid: [1, 2]}").find("sweep.grid"), std::string::npos);
+}
+
+TEST(Sweep, TakeSweepSplitsTheDocument) {
+  YAML::Node doc = YAML::Load(kBase + "sweep: {repeat: 2}\n");
+  const YAML::Node sweep = take_sweep(doc);
+  ASSERT_TRUE(sweep.IsDefined());
+  EXPECT_EQ(sweep["repeat"].as<int>(), 2);
+  EXPECT_FALSE(doc["sweep"].IsDefined());
+  EXPECT_NO_THROW(build_run(doc));  // what is left is an ordinary config
+  YAML::Node plain = YAML::Load(kBase);
+  EXPECT_FALSE(take_sweep(plain).IsDefined());
+}
+
+TEST(Config, FlattenedConfigValuesMatchTheResolvedConfig) {
+  const auto plan = build_run(base_with({"model.kind=mlp", "model.hidden=[7, 5]"}));
+  std::map<std::string, std::string> values(plan->config_values.begin(), plan->config_values.end());
+  EXPECT_EQ(values.at("train.lr"), "0.05");
+  EXPECT_EQ(values.at("model.hidden"), "[7, 5]");
+  EXPECT_EQ(values.at("data.clients"), "6");
+  EXPECT_EQ(values.at("network.latency_ms"), "20");  // defaults are recorded too
 }
 
 }  // namespace

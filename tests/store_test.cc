@@ -201,5 +201,40 @@ TEST(ResultsDb, UnopenablePathNamesTheFile) {
   EXPECT_THROW(ResultsDb(dir.file("garbage.db")), Error);
 }
 
+
+TEST(ResultsDb, SweepMetadataAndViews) {
+  TempDir dir;
+  const std::string path = dir.file("views.db");
+  ResultsDb db(path);
+  RunMeta meta{{{"train.lr", "0.1"}, {"model.kind", "logreg"}, {"data.clients", "4"}}, "lr_sweep", 1,
+               {{"train.lr", "0.1"}}};
+  const auto id = db.begin_run("swept", "{}", 9, "v", meta);
+  {
+    RunWriter w(db, id);
+    for (int r = 1; r <= 3; ++r) {
+      w.metric(r, r * kNanosPerSecond, kNoNode, "bytes_total", 100.0 * r);
+      w.metric(r, r * kNanosPerSecond, kNoNode, "test_accuracy", 0.5 + 0.1 * r);
+      w.end_round(r);
+    }
+  }
+  db.end_run(id, "finished");
+  test::DbReader r(path);
+  EXPECT_EQ(r.scalar("SELECT sweep || ':' || repeat FROM sweep_runs WHERE run_id = " + std::to_string(id)), "lr_sweep:1");
+  EXPECT_EQ(r.scalar("SELECT value FROM sweep_params WHERE key = 'train.lr'"), "0.1");
+  EXPECT_EQ(r.scalar("SELECT model || ',' || clients || ',' || rounds || ',' || test_accuracy || ',' || status "
+                     "FROM run_summary"),
+            "logreg,4,3,0.8,finished");
+  EXPECT_EQ(r.scalar("SELECT value FROM final_metrics WHERE name = 'bytes_total'"), "300.0");
+  // Time to target through metric_progress: 0.7 is first reached in round 2, after 200 bytes.
+  EXPECT_EQ(r.scalar("SELECT MIN(round) || ',' || MIN(bytes_total) FROM metric_progress "
+                     "WHERE name = 'test_accuracy' AND value >= 0.7"),
+            "2,200.0");
+  EXPECT_EQ(db.last_run_id(), id);
+  const auto final = db.final_metrics(id);
+  ASSERT_EQ(final.size(), 2u);
+  EXPECT_EQ(final[1].first, "test_accuracy");
+  EXPECT_DOUBLE_EQ(final[1].second, 0.8);
+}
+
 }  // namespace
 }  // namespace starling
