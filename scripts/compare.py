@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Compare a metric across runs: an aligned table by round, and optionally a plot and a CSV.
 
 usage: scripts/compare.py DB --runs 3,4,5 [--metric test_accuracy] [--x round|bytes_total|sim_time]

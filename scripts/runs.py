@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Table of the runs in a Starling results database.
 
 usage: scripts/runs.py DB [--name GLOB] [--where KEY=VALUE]... [--status STATUS] [--sweep NAME]

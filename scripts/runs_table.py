@@ -1,10 +1,11 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Markdown table of the finished runs in a Starling results database (standard library only).
 
 usage: scripts/runs_table.py DB [NAME ...]    # only the named runs (latest of each name), in that order
 """
-import sqlite3
 import sys
+
+from starling_db import open_db
 
 
 def latest_runs(con, names):
@@ -30,7 +31,7 @@ def main(argv):
     if len(argv) < 2 or argv[1] in ("-h", "--help"):
         print(__doc__.strip())
         return 2
-    con = sqlite3.connect(f"file:{argv[1]}?mode=ro", uri=True)
+    con = open_db(argv[1])
     print("| run | config | rounds | final test accuracy | best test accuracy | bytes on the wire | virtual time (s) | wall time (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for run_id in latest_runs(con, argv[2:]):

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """A sweep as a pivot table: the final (or best) value of a metric for every point of the grid,
 mean ± standard deviation over the sweep's repeats (seeds).
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Rounds, bytes and virtual seconds each run needed to reach a target value of a metric.
 
 usage: scripts/to_target.py DB [--metric test_accuracy] --target 0.8 [--below] [--runs 3,4] [--sweep NAME]
