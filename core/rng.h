@@ -23,6 +23,7 @@ enum class Purpose : std::uint32_t {
   kNetwork = 6,
   kCompression = 7,
   kSynthetic = 8,
+  kTopology = 9,
   kTest = 1000,
 };
 

@@ -65,6 +65,9 @@ class Section {
   // The config as actually used: every key read, with defaults filled in.
   YAML::Node resolved() const;
 
+  // The shortest text that reads back as `value` (0.15, not 0.1499999...).
+  static std::string shortest(double value);
+
   // Apply "a.b.c=value" to a document (value parsed as YAML). Throws ConfigError on bad syntax.
   static void apply_override(YAML::Node& document, const std::string& assignment);
 
@@ -107,7 +110,7 @@ class Section {
     if constexpr (std::is_floating_point_v<T>) out_[key] = shortest(value);  // 0.15, not 0.1499999...
     else out_[key] = value;
   }
-  static std::string shortest(double value);
+
 
   std::shared_ptr<Shared> shared_;
   std::string prefix_;
