@@ -143,15 +143,22 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   task->batch_size = static_cast<int>(train.get_int("batch_size", 32, 1, 1 << 20));
   task->local_epochs = static_cast<int>(train.get_int("local_epochs", 1, 1, 1 << 20));
 
+  Section protocol = root.child("protocol");
+  const auto protocol_kind = protocol.get<std::string>("kind", "fedavg");
+  protocol_registry().require(protocol_kind, protocol.path("kind"));  // fail before loading data
+  const bool server_based = protocol_kind == "fedavg";
+
   ProtocolParts parts;
   parts.seed = plan->seed;
   parts.rounds = plan->rounds;
   Section eval = root.child("eval");
   parts.eval_every = static_cast<int>(eval.get_int("every", 1, 1));
+  if (!server_based) parts.eval_nodes = static_cast<int>(eval.get_int("nodes", 10, 0));
+  Section topology = root.child("topology");
+  parts.topology = make_plugin(topology_registry(), topology, server_based ? "star" : "ring");
+  parts.topology_section = &topology;
   Section sampling = root.child("sampling");
   parts.sampler = make_plugin(sampler_registry(), sampling, "uniform");
-  Section topology = root.child("topology");
-  parts.graph = make_plugin(topology_registry(), topology, "star")->build(clients + 1);
   Section aggregator = root.child("aggregator");
   parts.aggregator = make_plugin(aggregator_registry(), aggregator, "mean");
   Section server_optimizer = root.child("server_optimizer");
@@ -160,9 +167,6 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   parts.uplink = make_plugin(compressor_registry(), uplink, "none");
   Section downlink = root.child("downlink_compressor");
   parts.downlink = make_plugin(compressor_registry(), downlink, "none");
-  Section protocol = root.child("protocol");
-  const auto protocol_kind = protocol.get<std::string>("kind", "fedavg");
-  protocol_registry().require(protocol_kind, protocol.path("kind"));  // fail before loading data
   plan->sim.network = read_network(root.child("network"));
   plan->sim.compute = read_compute(root.child("compute"));
   plan->sim.seed = plan->seed;

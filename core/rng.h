@@ -24,6 +24,7 @@ enum class Purpose : std::uint32_t {
   kCompression = 7,
   kSynthetic = 8,
   kTopology = 9,
+  kEvaluation = 10,
   kTest = 1000,
 };
 

@@ -9,8 +9,10 @@
 namespace starling {
 
 TrainStats train_local(const Model& model, Optimizer& optimizer, const Dataset& data,
-                       std::span<const std::int32_t> indices, int epochs, int batch_size, Rng& rng, Vector& params) {
+                       std::span<const std::int32_t> indices, int epochs, int batch_size, Rng& rng, Vector& params,
+                       std::int64_t max_batches) {
   TrainStats stats;
+  std::int64_t batches = 0;
   if (indices.empty()) return stats;
   std::vector<std::int32_t> order(indices.begin(), indices.end());
   std::vector<std::int32_t> labels(static_cast<std::size_t>(batch_size));
@@ -18,9 +20,10 @@ TrainStats train_local(const Model& model, Optimizer& optimizer, const Dataset& 
   Vector grad(model.num_params());
   Workspace ws;
   double loss_sum = 0.0;
-  for (int e = 0; e < epochs; ++e) {
+  for (int e = 0; e < epochs && (max_batches == 0 || batches < max_batches); ++e) {
     rng.shuffle(std::span(order));
-    for (std::size_t start = 0; start < order.size(); start += static_cast<std::size_t>(batch_size)) {
+    for (std::size_t start = 0; start < order.size() && (max_batches == 0 || batches < max_batches);
+         start += static_cast<std::size_t>(batch_size), ++batches) {
       const auto n = static_cast<Eigen::Index>(std::min(order.size() - start, static_cast<std::size_t>(batch_size)));
       const std::span<const std::int32_t> members(order.data() + start, static_cast<std::size_t>(n));
       data.gather(members, batch);
@@ -32,6 +35,13 @@ TrainStats train_local(const Model& model, Optimizer& optimizer, const Dataset& 
   }
   stats.mean_loss = loss_sum / static_cast<double>(stats.samples);
   return stats;
+}
+
+std::int64_t samples_in_batches(std::int64_t n, int batch_size, std::int64_t batches) {
+  if (n <= 0) return 0;
+  const std::int64_t per_epoch = (n + batch_size - 1) / batch_size;
+  const std::int64_t full_epochs = batches / per_epoch, rest = batches % per_epoch;
+  return full_epochs * n + std::min(n, rest * batch_size);
 }
 
 EvalResult evaluate(const Model& model, const Vector& params, const Dataset& data) {

@@ -14,9 +14,15 @@ struct TrainStats {
   double mean_loss = 0.0;    // mean minibatch loss, weighted by batch size
 };
 
-// `epochs` passes over `indices` in minibatches of `batch_size`, reshuffled each epoch with `rng`.
+// `epochs` passes over `indices` in minibatches of `batch_size`, reshuffled each epoch with `rng`;
+// with max_batches > 0, training stops after that many minibatches (epochs then only bounds it).
 TrainStats train_local(const Model& model, Optimizer& optimizer, const Dataset& data,
-                       std::span<const std::int32_t> indices, int epochs, int batch_size, Rng& rng, Vector& params);
+                       std::span<const std::int32_t> indices, int epochs, int batch_size, Rng& rng, Vector& params,
+                       std::int64_t max_batches = 0);
+
+// Samples processed by `batches` minibatches of `batch_size` over epochs of `n` samples (the last
+// batch of an epoch is short): what a compute job of that many steps costs.
+std::int64_t samples_in_batches(std::int64_t n, int batch_size, std::int64_t batches);
 
 struct EvalResult {
   double accuracy = 0.0;

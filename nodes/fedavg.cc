@@ -62,7 +62,7 @@ class FedAvgServer final : public Node {
       : task_(*parts.task), rounds_(parts.rounds), eval_every_(parts.eval_every), model_(parts.initial_model),
         sampler_(std::move(parts.sampler)), aggregator_(std::move(parts.aggregator)),
         optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
-        uplink_decoder_(parts.uplink->clone()), clients_(static_cast<int>(parts.graph.neighbours[0].size())) {}
+        uplink_decoder_(parts.uplink->clone()), clients_(static_cast<int>(parts.task->partition.size())) {}
 
   void on_start(Context& ctx) override { start_round(ctx, 1); }
 
@@ -140,7 +140,8 @@ class FedAvgServer final : public Node {
 
 NodeSet make_fedavg(ProtocolParts& parts) {
   const int clients = static_cast<int>(parts.task->partition.size());
-  if (parts.graph.size() != clients + 1 || static_cast<int>(parts.graph.neighbours[0].size()) != clients)
+  const Graph graph = parts.topology->build(clients + 1, parts.seed);
+  if (graph.size() != clients + 1 || static_cast<int>(graph.neighbours[0].size()) != clients)
     throw ConfigError("topology.kind", "fedavg needs the star topology (node 0 is the server)");
   NodeSet set;
   set.nodes.push_back(nullptr);  // the server takes the parts it owns last

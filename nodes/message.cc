@@ -11,6 +11,7 @@ const char* to_string(MessageKind kind) {
   switch (kind) {
     case MessageKind::kModel: return "model";
     case MessageKind::kUpdate: return "update";
+    case MessageKind::kGossip: return "gossip";
   }
   return "unknown";
 }

@@ -12,11 +12,13 @@ namespace starling {
 enum class MessageKind : std::uint8_t {
   kModel = 1,   // server -> client: the global model
   kUpdate = 2,  // client -> server: the client's update
+  kGossip = 3,  // peer -> peer: a model for one gossip step of a round
 };
 
 struct Message {
   MessageKind kind = MessageKind::kModel;
   std::int32_t round = 0;
+  std::uint16_t step = 0;        // gossip step within the round (1-based), 0 when unused
   NodeId sender = kNoNode;
   NodeId receiver = kNoNode;
   std::int64_t num_samples = 0;  // the sender's training samples (aggregation weight)
@@ -29,8 +31,8 @@ struct Message {
   const Payload& payload_bytes() const;
   std::int64_t payload_size() const { return payload ? static_cast<std::int64_t>(payload->size()) : 0; }
 
-  // Fixed header on the wire: kind (1 byte) + 3 reserved, round (4), sender (4), receiver (4),
-  // num_samples (8), loss (4), payload length (4) = 32 bytes.
+  // Fixed header on the wire: kind (1 byte), reserved (1), step (2), round (4), sender (4),
+  // receiver (4), num_samples (8), loss (4), payload length (4) = 32 bytes.
   static constexpr std::int64_t kHeaderBytes = 32;
   std::int64_t wire_bytes() const { return kHeaderBytes + payload_size(); }
 };

@@ -7,6 +7,8 @@ ProtocolRegistry& protocol_registry() {
     ProtocolRegistry r("protocol");
     r.add("fedavg", "synchronous FedAvg: sample clients, train locally, aggregate, apply on the server",
           [](Section&, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedavg(parts)); });
+    r.add("dpsgd", "decentralized SGD: local training, then Q gossip steps with the mixing matrix W",
+          [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_dpsgd(s, parts)); });
     return r;
   }();
   return registry;

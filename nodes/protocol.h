@@ -35,7 +35,9 @@ struct ProtocolParts {
   int eval_every = 1;
   LearningTask* task = nullptr;
   Vector initial_model;
-  Graph graph;
+  std::shared_ptr<const Topology> topology;  // the graph each round
+  Section* topology_section = nullptr;        // for protocols that read more of it (mixing)
+  int eval_nodes = 10;                        // decentralized: nodes whose own model is evaluated
   std::unique_ptr<ClientSampler> sampler;
   std::unique_ptr<Aggregator> aggregator;
   std::unique_ptr<ServerOptimizer> server_optimizer;
@@ -53,5 +55,7 @@ ProtocolRegistry& protocol_registry();
 
 // The nodes of FedAvg: node 0 is the server, node c + 1 holds client c's partition.
 NodeSet make_fedavg(ProtocolParts& parts);
+// D-PSGD: node c holds client c's partition; rounds of local training, then gossip with W.
+NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts);
 
 }  // namespace starling

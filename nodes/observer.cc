@@ -1,0 +1,52 @@
+#include "nodes/observer.h"
+
+#include <algorithm>
+
+#include "learning/training.h"
+
+namespace starling {
+
+RoundObserver::RoundObserver(const LearningTask& task, int nodes, int rounds, int eval_every, int eval_nodes,
+                             std::uint64_t seed)
+    : task_(task), nodes_(nodes), rounds_(rounds), eval_every_(eval_every), sampled_(static_cast<std::size_t>(nodes)) {
+  Rng rng(seed, kNoNode, Purpose::kEvaluation);
+  for (auto i : rng.sample_without_replacement(nodes, std::min(eval_nodes, nodes))) sampled_[static_cast<std::size_t>(i)] = true;
+}
+
+void RoundObserver::report(Context& ctx, int round, NodeId id, const Vector& model, double train_loss) {
+  Accumulator& acc = open_[round];
+  if (acc.sum.size() == 0) acc.sum = Eigen::VectorXd::Zero(model.size());
+  acc.sum += model.cast<double>();
+  acc.squared_norms += model.cast<double>().squaredNorm();
+  acc.train_loss += train_loss;
+  if (evaluated_round(round) && sampled_[static_cast<std::size_t>(id)]) {
+    acc.node_accuracy += evaluate(*task_.model, model, *task_.test).accuracy;
+    ++acc.evaluated;
+  }
+  if (++acc.reports == nodes_) {
+    complete(ctx, round, acc);
+    open_.erase(round);
+  }
+}
+
+void RoundObserver::complete(Context& ctx, int round, Accumulator& acc) {
+  const Eigen::VectorXd mean = acc.sum / nodes_;
+  auto& sink = ctx.metrics();
+  const SimTime t = ctx.now();
+  if (round == 1)
+    for (const auto& [name, value] : constants_) sink.metric(round, t, kNoNode, name, value);
+  sink.metric(round, t, kNoNode, "participants", nodes_);
+  sink.metric(round, t, kNoNode, "train_loss", acc.train_loss / nodes_);
+  // Mean squared distance to the average: mean ||x_i||^2 - ||mean||^2 (sums kept in double).
+  sink.metric(round, t, kNoNode, "consensus_distance", std::max(0.0, acc.squared_norms / nodes_ - mean.squaredNorm()));
+  if (evaluated_round(round)) {
+    const auto eval = evaluate(*task_.model, mean.cast<float>(), *task_.test);
+    sink.metric(round, t, kNoNode, "test_accuracy", eval.accuracy);
+    sink.metric(round, t, kNoNode, "test_loss", eval.loss);
+    sink.metric(round, t, kNoNode, "node_accuracy_mean", acc.node_accuracy / std::max(acc.evaluated, 1));
+  }
+  ctx.finish_round(round);
+  if (round == rounds_) ctx.stop();
+}
+
+}  // namespace starling

@@ -1,0 +1,42 @@
+// RoundObserver: the measurement probe of decentralized protocols. Every node reports its model
+// at the end of each round; when all have, the observer records the round's global metrics
+// (accuracy of the average model, mean node accuracy, consensus distance, ...) and commits it.
+// It reads models the way a monitoring process would: no bytes are charged for it.
+#pragma once
+#include <map>
+#include <vector>
+
+#include "nodes/context.h"
+#include "nodes/protocol.h"
+
+namespace starling {
+
+class RoundObserver {
+ public:
+  // `eval_nodes`: how many nodes' own models are evaluated for node_accuracy_mean (a fixed
+  // sample drawn from the run seed; all when >= nodes).
+  RoundObserver(const LearningTask& task, int nodes, int rounds, int eval_every, int eval_nodes, std::uint64_t seed);
+
+  // A metric recorded once, with round 1 (e.g. the spectral gap).
+  void set_constant(std::string name, double value) { constants_.emplace_back(std::move(name), value); }
+
+  // Node `id` finished `round` holding `model`, after local training with mean loss `train_loss`.
+  void report(Context& ctx, int round, NodeId id, const Vector& model, double train_loss);
+
+ private:
+  struct Accumulator {
+    Eigen::VectorXd sum;  // of the node models
+    double squared_norms = 0.0, train_loss = 0.0, node_accuracy = 0.0;
+    int reports = 0, evaluated = 0;
+  };
+  bool evaluated_round(int round) const { return round % eval_every_ == 0 || round == rounds_; }
+  void complete(Context& ctx, int round, Accumulator& acc);
+
+  const LearningTask& task_;
+  int nodes_, rounds_, eval_every_;
+  std::vector<bool> sampled_;
+  std::vector<std::pair<std::string, double>> constants_;
+  std::map<int, Accumulator> open_;
+};
+
+}  // namespace starling

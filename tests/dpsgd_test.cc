@@ -1,0 +1,126 @@
+// D-PSGD end to end through the SimRuntime API: bytes, consensus, gossip steps, determinism.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <numbers>
+
+#include "config/experiment.h"
+#include "test_util.h"
+
+namespace starling {
+namespace {
+
+using test::MemorySink;
+
+const std::string kConfig = R"yaml(
+seed: 3
+rounds: 12
+data: { dataset: synthetic, clients: 12 }
+model: { kind: logreg }
+train: { lr: 0.05, batch_size: 32 }
+protocol: { kind: dpsgd }
+topology: { kind: ring }
+eval: { every: 3, nodes: 4 }
+)yaml";
+
+std::unique_ptr<RunPlan> plan(const std::vector<std::string>& overrides = {}) {
+  YAML::Node doc = YAML::Load(kConfig);
+  for (const auto& o : overrides) Section::apply_override(doc, o);
+  return build_run(doc);
+}
+
+MemorySink run(const std::vector<std::string>& overrides = {}, int threads = 1) {
+  auto p = plan(overrides);
+  MemorySink sink;
+  auto options = p->sim;
+  options.threads = threads;
+  SimRuntime rt(std::move(p->nodes), options, sink);
+  EXPECT_EQ(rt.run(), SimRuntime::Outcome::kFinished);
+  return sink;
+}
+
+std::vector<double> series(const MemorySink& s, const std::string& name) {
+  std::vector<double> out;
+  for (const auto& m : s.metrics)
+    if (m.name == name) out.push_back(m.value);
+  return out;
+}
+
+constexpr std::int64_t kModelBytes = 32 + 4 * (60 * 10 + 10);  // header + logreg on 60 features
+
+TEST(Dpsgd, RingSendsEachModelToBothNeighboursEveryRound) {
+  const MemorySink s = run();
+  EXPECT_EQ(s.ended.size(), 12u);
+  EXPECT_EQ(s.last("bytes_total"), 12.0 * 12 * 2 * kModelBytes);
+  for (const auto& t : s.traffic_rows) {
+    EXPECT_EQ(t.messages, 1);
+    EXPECT_EQ(std::abs(t.src - t.dst) % 10, 1) << t.src << "->" << t.dst;  // ring neighbours (0-11 wraps)
+  }
+  EXPECT_GT(s.last("test_accuracy"), 0.3) << "chance is 0.1";
+  EXPECT_EQ(series(s, "node_accuracy_mean").size(), 4u);  // rounds 3, 6, 9, 12
+  // The spectral gap, once, equal to the ring's closed form.
+  const auto gap = series(s, "spectral_gap");
+  ASSERT_EQ(gap.size(), 1u);
+  EXPECT_NEAR(gap[0], 2.0 / 3.0 * (1.0 - std::cos(2.0 * std::numbers::pi / 12)), 1e-12);
+}
+
+TEST(Dpsgd, CommunicateEveryAndGossipStepsScaleBytes) {
+  EXPECT_EQ(run({"protocol.communicate_every=3"}).last("bytes_total"), 4.0 * 12 * 2 * kModelBytes);
+  EXPECT_EQ(run({"protocol.gossip_steps=3"}).last("bytes_total"), 3.0 * 12 * 12 * 2 * kModelBytes);
+}
+
+TEST(Dpsgd, CompleteGraphReachesExactConsensus) {
+  const auto consensus = series(run({"topology.kind=complete"}), "consensus_distance");
+  ASSERT_EQ(consensus.size(), 12u);
+  for (double c : consensus) EXPECT_LT(c, 1e-9);
+}
+
+TEST(Dpsgd, MoreGossipStepsTightenConsensus) {
+  const double q1 = run({"protocol.gossip_steps=1"}).last("consensus_distance");
+  const double q4 = run({"protocol.gossip_steps=4"}).last("consensus_distance");
+  EXPECT_GT(q1, 0.0);
+  EXPECT_LT(q4, 0.5 * q1);
+  // Without any gossip the nodes drift apart.
+  EXPECT_GT(run({"protocol.gossip_steps=0"}).last("consensus_distance"), q1);
+}
+
+TEST(Dpsgd, OnePeerExponentialIsDirectedOnePeerPerRound) {
+  const MemorySink s = run({"topology.kind=one_peer_exponential"});
+  EXPECT_EQ(s.last("bytes_total"), 12.0 * 12 * 1 * kModelBytes);
+  EXPECT_GT(s.last("test_accuracy"), 0.3);
+}
+
+TEST(Dpsgd, IdenticalMetricsForOneAndTwoThreads) {
+  const std::vector<std::string> o = {"model.kind=mlp", "model.hidden=[16]", "protocol.gossip_steps=2"};
+  const MemorySink one = run(o, 1), two = run(o, 2);
+  ASSERT_EQ(one.metrics.size(), two.metrics.size());
+  for (std::size_t i = 0; i < one.metrics.size(); ++i) {
+    if (one.metrics[i].name == "wall_seconds") continue;
+    EXPECT_EQ(one.metrics[i].name, two.metrics[i].name);
+    EXPECT_EQ(std::memcmp(&one.metrics[i].value, &two.metrics[i].value, sizeof(double)), 0) << one.metrics[i].name;
+    EXPECT_EQ(one.metrics[i].time, two.metrics[i].time);
+  }
+  EXPECT_EQ(one.traffic_rows, two.traffic_rows);
+}
+
+TEST(Dpsgd, ConfigErrors) {
+  test::TempDir dir;
+  const std::string edges = dir.file("split.txt");
+  std::ofstream(edges) << "0 1\n2 3\n";
+  try {
+    plan({"data.clients=4", "topology.kind=edges_file", "topology.path=" + edges});
+    FAIL() << "a disconnected graph must be refused";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("not connected"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(plan({"protocol.gossip_step=2"}), ConfigError);    // typo
+  EXPECT_THROW(plan({"topology.mixing=average"}), ConfigError);   // unknown rule
+  EXPECT_NO_THROW(plan({"topology.mixing=uniform"}));
+  // eval.nodes belongs to decentralized protocols only.
+  EXPECT_THROW(plan({"protocol.kind=fedavg", "topology.kind=star"}), ConfigError);
+}
+
+}  // namespace
+}  // namespace starling
