@@ -91,6 +91,15 @@ double Mlp::flops_per_sample() const {
   return f;
 }
 
+std::vector<Model::Tensor> Mlp::tensors() const {
+  std::vector<Tensor> out;
+  for (const auto& l : layers_) {
+    out.push_back({l.w_offset, std::int64_t{l.in} * l.out});
+    out.push_back({l.b_offset, l.out});
+  }
+  return out;
+}
+
 ModelRegistry& model_registry() {
   static ModelRegistry registry = [] {
     ModelRegistry r("model");

@@ -35,6 +35,11 @@ class Model {
   virtual const Matrix& logits(const Vector& params, const Eigen::Ref<const Matrix>& x, Workspace& ws) const = 0;
   // Floating-point operations of one forward+backward pass per sample (for GFLOP/s reports).
   virtual double flops_per_sample() const = 0;
+  // The parameter tensors (weights, biases) as ranges of the flat vector, in order.
+  struct Tensor {
+    std::int64_t offset, size;
+  };
+  virtual std::vector<Tensor> tensors() const = 0;
 };
 
 // Fully connected ReLU network inputs -> hidden... -> classes; no hidden layer is logistic regression.
@@ -47,6 +52,7 @@ class Mlp final : public Model {
                            Vector& grad, Workspace& ws) const override;
   const Matrix& logits(const Vector& params, const Eigen::Ref<const Matrix>& x, Workspace& ws) const override;
   double flops_per_sample() const override;
+  std::vector<Tensor> tensors() const override;
 
  private:
   struct Layer {

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "learning/training.h"
+#include "learning/variance_correction.h"
 #include "nodes/observer.h"
 #include "nodes/protocol.h"
 
@@ -52,6 +53,7 @@ struct DpsgdSettings {
   int gossip_steps = 1;       // Q
   int communicate_every = 1;  // gossip only in rounds divisible by this
   std::int64_t local_steps = 0;  // minibatches per round; 0 = train.local_epochs epochs
+  bool variance_correction = false;  // rescale tensors after mixing (card 4)
 };
 
 class DpsgdNode final : public Node {
@@ -119,9 +121,20 @@ class DpsgdNode final : public Node {
       auto& got = inbox_[key];
       if (got.size() < round.graph.neighbours[static_cast<std::size_t>(id_)].size()) return;
       Vector mixed = Vector::Zero(x_.size());
+      std::vector<Vector> received;
+      received.reserve(got.size());
       for (const auto& [j, w] : round.w.rows[static_cast<std::size_t>(id_)]) {  // ascending j, itself included
-        if (j == id_) mixed += static_cast<float>(w) * x_;
-        else mixed += static_cast<float>(w) * codec_->decode(*got.at(j), x_.size());
+        if (j == id_) {
+          mixed += static_cast<float>(w) * x_;
+        } else {
+          received.push_back(codec_->decode(*got.at(j), x_.size()));
+          mixed += static_cast<float>(w) * received.back();
+        }
+      }
+      if (settings_.variance_correction) {
+        std::vector<const Vector*> views;
+        for (const auto& r : received) views.push_back(&r);
+        correct_variance(mixed, views, task_.model->tensors());
       }
       x_ = std::move(mixed);
       inbox_.erase(key);
@@ -162,6 +175,8 @@ NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts) {
   settings.gossip_steps = static_cast<int>(protocol.get_int("gossip_steps", 1, 0, 1000));
   settings.communicate_every = static_cast<int>(protocol.get_int("communicate_every", 1, 1));
   settings.local_steps = protocol.get_int("local_steps", 0, 0);
+  settings.variance_correction = protocol.get<bool>("variance_correction", false);
+  const bool independent_init = protocol.get<bool>("independent_init", false);
   const int n = static_cast<int>(parts.task->partition.size());
   auto graphs = std::make_shared<GraphSchedule>(parts.topology, mixing_rule(*parts.topology_section), n, parts.seed);
   auto observer = std::make_shared<RoundObserver>(*parts.task, n, parts.rounds, parts.eval_every, parts.eval_nodes, parts.seed);
@@ -169,9 +184,12 @@ NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts) {
   if (!first.graph.connected()) throw ConfigError("topology.kind", "the graph is not connected: gossip cannot reach consensus");
   observer->set_constant("spectral_gap", spectral_gap(first.w));
   NodeSet set;
-  for (NodeId i = 0; i < n; ++i)
-    set.nodes.push_back(std::make_unique<DpsgdNode>(*parts.task, i, settings, parts.initial_model, graphs, observer,
-                                                    parts.uplink->clone()));
+  for (NodeId i = 0; i < n; ++i) {
+    Rng init(parts.seed, i, Purpose::kModelInit);  // each node's own initialisation, if asked for
+    set.nodes.push_back(std::make_unique<DpsgdNode>(*parts.task, i, settings,
+                                                    independent_init ? parts.task->model->init(init) : parts.initial_model,
+                                                    graphs, observer, parts.uplink->clone()));
+  }
   return set;
 }
 

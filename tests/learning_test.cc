@@ -16,6 +16,7 @@
 #include "learning/optimizer.h"
 #include "learning/partition.h"
 #include "learning/training.h"
+#include "learning/variance_correction.h"
 #include "test_util.h"
 
 namespace starling {
@@ -631,6 +632,43 @@ TEST(Sgd, RegistryReadsTrainSection) {
   Section bad_root(YAML::Load("train: {momentum: 1.5}"));
   Section bad = bad_root.child("train");
   EXPECT_THROW(optimizer_registry().create("sgd", "train.optimizer", bad), ConfigError);
+}
+
+
+TEST(VarianceCorrection, RestoresTheReceivedModelsVarianceAndKeepsTheMean) {
+  const Mlp model(20, {10}, 3);  // tensors: 20x10, 10, 10x3, 3
+  Rng rng(4, 0, Purpose::kTest);
+  std::vector<Vector> models;
+  for (int k = 0; k < 8; ++k) {
+    Vector v(model.num_params());
+    for (auto& x : v) x = static_cast<float>(rng.normal(0.0, 0.5));
+    models.push_back(v);
+  }
+  Vector mixed = Vector::Zero(model.num_params());
+  for (const auto& m : models) mixed += m / 8.0f;
+  const auto tensors = model.tensors();
+  ASSERT_EQ(tensors.size(), 4u);
+  const auto var = [](const Eigen::Ref<const Vector>& v) {
+    return (v.cast<double>().array() - v.cast<double>().mean()).square().mean();
+  };
+  const auto& w1 = tensors[0];
+  EXPECT_LT(var(mixed.segment(w1.offset, w1.size)), 0.25 / 4);  // averaging shrank it ~8x
+  const Vector before = mixed;
+  std::vector<const Vector*> views;
+  for (const auto& m : models) views.push_back(&m);
+  correct_variance(mixed, views, tensors, 0.0);
+  for (const auto& t : tensors) {
+    double target = 0.0;
+    for (const auto& m : models) target += var(m.segment(t.offset, t.size)) / 8.0;
+    EXPECT_NEAR(var(mixed.segment(t.offset, t.size)), target, 1e-5 * target + 1e-7);
+    EXPECT_NEAR(mixed.segment(t.offset, t.size).mean(), before.segment(t.offset, t.size).mean(), 1e-5);
+  }
+  // One-element tensors are left alone.
+  const Mlp tiny(1, {}, 1);
+  Vector one = Vector::Constant(2, 3.0f), other = Vector::Constant(2, -1.0f);
+  std::vector<const Vector*> v1{&other};
+  correct_variance(one, v1, tiny.tensors());
+  EXPECT_EQ(one, Vector::Constant(2, 3.0f));
 }
 
 }  // namespace
