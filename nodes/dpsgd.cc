@@ -5,7 +5,11 @@
 // steps: it sends its model to its out-neighbours and, once the models of all its in-neighbours
 // for that step have arrived, replaces its model by sum_j W_ij x_j (j = itself and in-neighbours,
 // in id order). Models of a later step or round that arrive early wait in an inbox.
+#include <algorithm>
+#include <cmath>
 #include <map>
+#include <numbers>
+#include <optional>
 
 #include "learning/training.h"
 #include "learning/variance_correction.h"
@@ -16,7 +20,30 @@ namespace starling {
 
 namespace {
 
+// How many extra peers each node pulls in a round, as a function of training progress t/T
+// ("A single merging suffices", card 3). r = n - 1 on a complete graph is an exact global average.
+struct MergeSchedule {
+  enum class Kind { kFixed, kTruncate, kWindow, kLinear, kCosine } kind = Kind::kFixed;
+  double r_start = 0.2, r_end = 0.0, point = 0.99, window = 0.05;
+
+  double peers(int round, int rounds) const {
+    const double progress = static_cast<double>(round) / rounds;
+    switch (kind) {
+      case Kind::kFixed: return r_start;
+      case Kind::kTruncate: return progress < point ? r_start : r_end;
+      case Kind::kWindow: return progress >= point && progress < point + window ? r_end : r_start;
+      case Kind::kLinear: return r_start + (r_end - r_start) * progress;
+      case Kind::kCosine: return r_end + (r_start - r_end) * (1.0 + std::cos(std::numbers::pi * progress)) / 2.0;
+    }
+    return r_start;
+  }
+};
+
 // The graph and mixing matrix of each round, shared by all nodes (computed once per round).
+// With a merge schedule, round t's graph is drawn from the topology: node i pulls floor(r)
+// (+1 with probability frac(r)) of its neighbours, from its own stream's substream t, and averages
+// uniformly; the draws use shared randomness (run seed, node, round), so every node can compute
+// who pulls from it and send its model there, no request needed.
 class GraphSchedule {
  public:
   struct Round {
@@ -24,15 +51,17 @@ class GraphSchedule {
     MixingMatrix w;
     std::vector<std::vector<NodeId>> out;
   };
-  GraphSchedule(std::shared_ptr<const Topology> topology, MixingRule rule, int nodes, std::uint64_t seed)
-      : topology_(std::move(topology)), rule_(rule), nodes_(nodes), seed_(seed) {}
+  GraphSchedule(std::shared_ptr<const Topology> topology, MixingRule rule, int nodes, int rounds, std::uint64_t seed,
+                std::optional<MergeSchedule> merge)
+      : topology_(std::move(topology)), rule_(rule), nodes_(nodes), rounds_(rounds), seed_(seed), merge_(merge) {}
 
   const Round& at(int round) {
-    const int key = topology_->time_varying() ? round : 1;
+    const int key = topology_->time_varying() || merge_ ? round : 1;
     auto it = cache_.find(key);
     if (it == cache_.end()) {
       Round r{topology_->at_round(nodes_, key, seed_), {}, {}};
-      r.w = rule_(r.graph);
+      if (merge_) r.graph = pulled(r.graph, round);
+      r.w = merge_ ? uniform_rows(r.graph) : rule_(r.graph);
       r.out = r.graph.out_neighbours();
       while (cache_.size() > 8) cache_.erase(cache_.begin());  // nodes are at most a few rounds apart
       it = cache_.emplace(key, std::move(r)).first;
@@ -41,12 +70,59 @@ class GraphSchedule {
   }
 
  private:
+  Graph pulled(const Graph& base, int round) const {
+    Graph g{std::vector<std::vector<NodeId>>(base.neighbours.size()), true};
+    const double r = merge_->peers(round, rounds_);
+    for (std::size_t i = 0; i < base.neighbours.size(); ++i) {
+      const auto& candidates = base.neighbours[i];
+      Rng rng = Rng(seed_, static_cast<NodeId>(i), Purpose::kSampling).substream(static_cast<std::uint64_t>(round));
+      const double want = std::min(r, static_cast<double>(candidates.size()));
+      int count = static_cast<int>(want);
+      if (count < static_cast<int>(candidates.size()) && rng.uniform() < want - count) ++count;
+      for (auto k : rng.sample_without_replacement(static_cast<std::int32_t>(candidates.size()), count))
+        g.neighbours[i].push_back(candidates[static_cast<std::size_t>(k)]);
+      std::sort(g.neighbours[i].begin(), g.neighbours[i].end());
+    }
+    return g;
+  }
+  // x_i = mean of itself and what it pulled.
+  static MixingMatrix uniform_rows(const Graph& g) {
+    MixingMatrix w;
+    for (std::size_t i = 0; i < g.neighbours.size(); ++i) {
+      const double weight = 1.0 / static_cast<double>(g.neighbours[i].size() + 1);
+      std::vector<std::pair<NodeId, double>> row{{static_cast<NodeId>(i), weight}};
+      for (NodeId j : g.neighbours[i]) row.emplace_back(j, weight);
+      std::sort(row.begin(), row.end());
+      w.rows.push_back(std::move(row));
+    }
+    return w;
+  }
+
   std::shared_ptr<const Topology> topology_;
   MixingRule rule_;
-  int nodes_;
+  int nodes_, rounds_;
   std::uint64_t seed_;
+  std::optional<MergeSchedule> merge_;
   std::map<int, Round> cache_;
 };
+
+MergeSchedule read_merge(Section merge, int nodes) {
+  MergeSchedule m;
+  const auto kind = merge.get_choice("schedule", "fixed", {"fixed", "truncate", "window", "linear", "cosine"});
+  m.kind = kind == "fixed"      ? MergeSchedule::Kind::kFixed
+           : kind == "truncate" ? MergeSchedule::Kind::kTruncate
+           : kind == "window"   ? MergeSchedule::Kind::kWindow
+           : kind == "linear"   ? MergeSchedule::Kind::kLinear
+                                : MergeSchedule::Kind::kCosine;
+  m.r_start = merge.get_double("r_start", 0.2, 0.0, nodes - 1.0);
+  if (m.kind != MergeSchedule::Kind::kFixed) {
+    m.r_end = merge.get_double("r_end", nodes - 1.0, 0.0, nodes - 1.0);
+    if (m.kind == MergeSchedule::Kind::kTruncate || m.kind == MergeSchedule::Kind::kWindow)
+      m.point = merge.get_double("point", 0.99, 0.0, 1.0);
+    if (m.kind == MergeSchedule::Kind::kWindow) m.window = merge.get_double("window", 0.05, 0.0, 1.0, true);
+  }
+  return m;
+}
 
 struct DpsgdSettings {
   int rounds = 1;
@@ -178,11 +254,14 @@ NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts) {
   settings.variance_correction = protocol.get<bool>("variance_correction", false);
   const bool independent_init = protocol.get<bool>("independent_init", false);
   const int n = static_cast<int>(parts.task->partition.size());
-  auto graphs = std::make_shared<GraphSchedule>(parts.topology, mixing_rule(*parts.topology_section), n, parts.seed);
+  std::optional<MergeSchedule> merge;
+  if (protocol.has("merge")) merge = read_merge(protocol.child("merge"), n);
+  auto graphs = std::make_shared<GraphSchedule>(parts.topology, mixing_rule(*parts.topology_section), n, parts.rounds,
+                                                parts.seed, merge);
   auto observer = std::make_shared<RoundObserver>(*parts.task, n, parts.rounds, parts.eval_every, parts.eval_nodes, parts.seed);
-  const auto& first = graphs->at(1);
-  if (!first.graph.connected()) throw ConfigError("topology.kind", "the graph is not connected: gossip cannot reach consensus");
-  observer->set_constant("spectral_gap", spectral_gap(first.w));
+  const Graph base = parts.topology->build(n, parts.seed);
+  if (!base.connected()) throw ConfigError("topology.kind", "the graph is not connected: gossip cannot reach consensus");
+  if (!merge) observer->set_constant("spectral_gap", spectral_gap(graphs->at(1).w));
   NodeSet set;
   for (NodeId i = 0; i < n; ++i) {
     Rng init(parts.seed, i, Purpose::kModelInit);  // each node's own initialisation, if asked for

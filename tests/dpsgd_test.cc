@@ -122,5 +122,28 @@ TEST(Dpsgd, ConfigErrors) {
   EXPECT_THROW(plan({"protocol.kind=fedavg", "topology.kind=star"}), ConfigError);
 }
 
+
+TEST(Dpsgd, SingleGlobalMergeAveragesExactlyAfterThePoint) {
+  // Sparse pulls (r = 0.2) until 75% of training, then every node pulls all others.
+  const MemorySink s = run({"topology.kind=complete", "protocol.merge.schedule=truncate", "protocol.merge.point=0.75"});
+  const auto consensus = series(s, "consensus_distance");
+  ASSERT_EQ(consensus.size(), 12u);
+  for (int r = 9; r <= 12; ++r) EXPECT_LT(consensus[static_cast<std::size_t>(r - 1)], 1e-9) << "round " << r;
+  EXPECT_GT(consensus[7], 1e-6);  // round 8 (progress 0.67) is still sparse
+  EXPECT_TRUE(series(s, "spectral_gap").empty());  // no fixed W to report
+}
+
+TEST(Dpsgd, MergeScheduleChargesExactlyThePulledModels) {
+  // An integer r pulls exactly r models per node per round.
+  const MemorySink s = run({"topology.kind=complete", "protocol.merge.r_start=2"});
+  EXPECT_EQ(s.last("bytes_total"), 12.0 * 12 * 2 * kModelBytes);
+  // r = 0: nobody talks, and the models drift apart.
+  const MemorySink silent = run({"topology.kind=complete", "protocol.merge.r_start=0"});
+  EXPECT_EQ(silent.last("bytes_total"), 0.0);
+  EXPECT_GT(silent.last("consensus_distance"), s.last("consensus_distance"));
+  EXPECT_THROW(plan({"protocol.merge.schedule=sudden"}), ConfigError);
+  EXPECT_THROW(plan({"protocol.merge.r_start=40"}), ConfigError);  // more peers than nodes
+}
+
 }  // namespace
 }  // namespace starling
