@@ -9,6 +9,8 @@ ProtocolRegistry& protocol_registry() {
           [](Section&, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedavg(parts)); });
     r.add("dpsgd", "decentralized SGD: local training, then Q gossip steps with the mixing matrix W",
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_dpsgd(s, parts)); });
+    r.add("gossip", "asynchronous gossip learning: Poisson wake-ups, train, push to a random neighbour, merge",
+          [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_gossip(s, parts)); });
     return r;
   }();
   return registry;

@@ -57,5 +57,7 @@ ProtocolRegistry& protocol_registry();
 NodeSet make_fedavg(ProtocolParts& parts);
 // D-PSGD: node c holds client c's partition; rounds of local training, then gossip with W.
 NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts);
+// Asynchronous gossip learning: Poisson wake-ups, train, push to a random neighbour, merge.
+NodeSet make_gossip(Section& protocol, ProtocolParts& parts);
 
 }  // namespace starling

@@ -1,4 +1,5 @@
-// D-PSGD end to end through the SimRuntime API: bytes, consensus, gossip steps, determinism.
+// Decentralized protocols end to end through the SimRuntime API (D-PSGD, gossip learning):
+// bytes, consensus, gossip steps, merge schedules, determinism.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -143,6 +144,59 @@ TEST(Dpsgd, MergeScheduleChargesExactlyThePulledModels) {
   EXPECT_GT(silent.last("consensus_distance"), s.last("consensus_distance"));
   EXPECT_THROW(plan({"protocol.merge.schedule=sudden"}), ConfigError);
   EXPECT_THROW(plan({"protocol.merge.r_start=40"}), ConfigError);  // more peers than nodes
+}
+
+
+// ---------------------------------------------------------------- gossip learning
+
+std::vector<std::string> gossip(std::vector<std::string> more = {}) {
+  more.insert(more.begin(), {"protocol.kind=gossip", "rounds=20", "eval.every=5"});
+  return more;
+}
+
+TEST(Gossip, PushesWholeModelsAtTheWakeRateAndLearns) {
+  const MemorySink s = run(gossip());
+  EXPECT_EQ(s.ended.size(), 20u);
+  const double bytes = s.last("bytes_total");
+  EXPECT_EQ(std::fmod(bytes, static_cast<double>(kModelBytes)), 0.0) << "every message is one model";
+  const double pushes = bytes / kModelBytes;
+  EXPECT_NEAR(pushes, 12 * 20, 12 * 20 * 0.25) << "about one push per node per virtual second";
+  std::int64_t traffic = 0;
+  for (const auto& t : s.traffic_rows) traffic += t.bytes;
+  EXPECT_EQ(static_cast<double>(traffic), bytes);
+  EXPECT_GT(s.last("test_accuracy"), 0.3);
+  // Rounds are periods of virtual time.
+  for (const auto& m : s.metrics) {
+    if (m.name == "participants") {
+      EXPECT_EQ(m.time, m.round * kNanosPerSecond);
+    }
+  }
+}
+
+TEST(Gossip, FasterWakeRateMeansMoreTrafficAndTighterConsensus) {
+  const MemorySink slow = run(gossip({"protocol.wake_rate=0.5", "protocol.round_seconds=2"}));
+  const MemorySink fast = run(gossip({"protocol.wake_rate=4", "protocol.round_seconds=2"}));
+  EXPECT_GT(fast.last("bytes_total"), 4 * slow.last("bytes_total"));
+  EXPECT_LT(fast.last("consensus_distance"), slow.last("consensus_distance"));
+}
+
+TEST(Gossip, IdenticalMetricsForOneAndTwoThreads) {
+  const auto o = gossip({"model.kind=mlp", "model.hidden=[16]", "compute.kind=lognormal", "protocol.averaging=plain",
+                         "protocol.variance_correction=true", "protocol.independent_init=true"});
+  const MemorySink one = run(o, 1), two = run(o, 2);
+  ASSERT_EQ(one.metrics.size(), two.metrics.size());
+  for (std::size_t i = 0; i < one.metrics.size(); ++i) {
+    if (one.metrics[i].name == "wall_seconds") continue;
+    EXPECT_EQ(std::memcmp(&one.metrics[i].value, &two.metrics[i].value, sizeof(double)), 0) << one.metrics[i].name;
+  }
+  EXPECT_EQ(one.traffic_rows, two.traffic_rows);
+}
+
+TEST(Gossip, ConfigErrors) {
+  EXPECT_THROW(plan(gossip({"protocol.averaging=median"})), ConfigError);
+  EXPECT_THROW(plan(gossip({"protocol.wake_rate=0"})), ConfigError);
+  EXPECT_THROW(plan(gossip({"topology.kind=one_peer_exponential"})), ConfigError);
+  EXPECT_THROW(plan(gossip({"protocol.gossip_steps=2"})), ConfigError);  // a dpsgd key
 }
 
 }  // namespace

@@ -1,0 +1,155 @@
+// Asynchronous gossip learning (Ormandi et al.; card 4 for variance correction).
+//
+// Every node wakes on its own Poisson clock. Awake and idle, it trains a copy of its model; when
+// the training job completes, the result becomes its model and it pushes the model to one random
+// out-neighbour. A node merges every model it receives (plain or age-weighted average, optionally
+// variance-corrected); models that arrive while it trains wait until the job completes, so a job's
+// inputs never change under it. Slow nodes train less often; slow links deliver later.
+// "Rounds" are periods of virtual time: at the end of each, every node reports its current model
+// to the round observer.
+#include <deque>
+
+#include "learning/training.h"
+#include "learning/variance_correction.h"
+#include "nodes/observer.h"
+#include "nodes/protocol.h"
+
+namespace starling {
+
+namespace {
+
+struct GossipSettings {
+  int rounds = 1;
+  double wake_rate = 1.0;        // wakes per virtual second (Poisson)
+  SimTime round_length = kNanosPerSecond;
+  bool age_weighted = true;      // merge weights by model age (number of training steps behind it)
+  bool variance_correction = false;
+  std::int64_t local_steps = 1;  // minibatches per wake (0: train.local_epochs epochs)
+};
+
+constexpr int kWakeTag = 0;  // timer tags > 0 are the observer's round ends
+
+class GossipNode final : public Node {
+ public:
+  GossipNode(const LearningTask& task, NodeId id, const GossipSettings& settings, Vector initial,
+             std::shared_ptr<const Graph> graph, std::shared_ptr<RoundObserver> observer, std::unique_ptr<Compressor> codec)
+      : task_(task), id_(id), settings_(settings), x_(std::move(initial)), graph_(std::move(graph)),
+        out_(graph_->out_neighbours()[static_cast<std::size_t>(id)]), observer_(std::move(observer)),
+        codec_(std::move(codec)) {}
+
+  void on_start(Context& ctx) override {
+    schedule_wake(ctx);
+    ctx.set_timer(settings_.round_length, 1);
+  }
+
+  void on_timer(Context& ctx, int tag) override {
+    if (tag != kWakeTag) {  // end of round `tag`
+      observer_->report(ctx, tag, id_, x_, loss_);
+      if (tag < settings_.rounds) ctx.set_timer(settings_.round_length, tag + 1);
+      return;
+    }
+    schedule_wake(ctx);
+    if (training_) return;  // still busy with the previous wake's job
+    training_ = true;
+    job_x_ = x_;
+    const auto& indices = task_.partition[static_cast<std::size_t>(id_)];
+    const auto n = static_cast<std::int64_t>(indices.size());
+    const std::int64_t samples = settings_.local_steps > 0 ? samples_in_batches(n, task_.batch_size, settings_.local_steps)
+                                                           : std::int64_t{task_.local_epochs} * n;
+    const int epochs = settings_.local_steps > 0 ? 1 << 30 : task_.local_epochs;
+    ctx.compute(samples,
+                [this, &indices, epochs, &shuffle = ctx.rng(Purpose::kDataShuffle)] {
+                  auto optimizer = task_.optimizer->clone();
+                  job_loss_ = train_local(*task_.model, *optimizer, *task_.train, indices, epochs, task_.batch_size,
+                                          shuffle, job_x_, settings_.local_steps)
+                                  .mean_loss;
+                },
+                0);
+  }
+
+  void on_compute_done(Context& ctx, int) override {
+    training_ = false;
+    x_ = std::move(job_x_);
+    loss_ = job_loss_;
+    ++age_;
+    while (!waiting_.empty()) {
+      merge(waiting_.front().first, waiting_.front().second);
+      waiting_.pop_front();
+    }
+    if (out_.empty()) return;
+    Message m;
+    m.kind = MessageKind::kGossip;
+    m.round = static_cast<std::int32_t>(ctx.now() / settings_.round_length) + 1;
+    m.num_samples = age_;  // the model's age travels in the header
+    m.receiver = out_[ctx.rng(Purpose::kSampling).below(out_.size())];
+    m.set_payload(codec_->encode(x_, ctx.rng(Purpose::kCompression)));
+    ctx.send(std::move(m));
+  }
+
+  void on_message(Context&, Message&& m) override {
+    if (m.kind != MessageKind::kGossip)
+      throw Error("gossip node " + std::to_string(id_) + ": unexpected " + to_string(m.kind) + " message");
+    Vector received = codec_->decode(m.payload_bytes(), x_.size());
+    if (training_) waiting_.emplace_back(std::move(received), m.num_samples);
+    else merge(received, m.num_samples);
+  }
+
+ private:
+  void schedule_wake(Context& ctx) {
+    ctx.set_timer(from_seconds(ctx.rng(Purpose::kSampling).exponential(settings_.wake_rate)), kWakeTag);
+  }
+
+  void merge(const Vector& other, std::int64_t other_age) {
+    float w = 0.5f;
+    if (settings_.age_weighted && age_ + other_age > 0)
+      w = static_cast<float>(static_cast<double>(other_age) / static_cast<double>(age_ + other_age));
+    x_ = (1.0f - w) * x_ + w * other;
+    if (settings_.variance_correction) {
+      const Vector* views[] = {&other};
+      correct_variance(x_, views, task_.model->tensors());
+    }
+    age_ = std::max(age_, other_age);
+  }
+
+  const LearningTask& task_;
+  NodeId id_;
+  GossipSettings settings_;
+  Vector x_, job_x_;
+  std::shared_ptr<const Graph> graph_;
+  std::vector<NodeId> out_;
+  std::shared_ptr<RoundObserver> observer_;
+  std::unique_ptr<Compressor> codec_;
+  bool training_ = false;
+  std::int64_t age_ = 0;
+  double loss_ = 0.0, job_loss_ = 0.0;
+  std::deque<std::pair<Vector, std::int64_t>> waiting_;
+};
+
+}  // namespace
+
+NodeSet make_gossip(Section& protocol, ProtocolParts& parts) {
+  GossipSettings settings;
+  settings.rounds = parts.rounds;
+  settings.wake_rate = protocol.get_double("wake_rate", 1.0, 0.0, 1e9, true);
+  settings.round_length = from_seconds(protocol.get_double("round_seconds", 1.0 / settings.wake_rate, 0.0, 1e9, true));
+  settings.age_weighted = protocol.get_choice("averaging", "age_weighted", {"age_weighted", "plain"}) == "age_weighted";
+  settings.variance_correction = protocol.get<bool>("variance_correction", false);
+  settings.local_steps = protocol.get_int("local_steps", 1, 0);
+  const bool independent_init = protocol.get<bool>("independent_init", false);
+  const int n = static_cast<int>(parts.task->partition.size());
+  if (parts.topology->time_varying())
+    throw ConfigError("topology.kind", "gossip runs on a static graph; time-varying topologies need dpsgd");
+  auto graph = std::make_shared<const Graph>(parts.topology->build(n, parts.seed));
+  if (!graph->connected()) throw ConfigError("topology.kind", "the graph is not connected: gossip cannot reach consensus");
+  auto observer = std::make_shared<RoundObserver>(*parts.task, n, parts.rounds, parts.eval_every, parts.eval_nodes, parts.seed);
+  NodeSet set;
+  for (NodeId i = 0; i < n; ++i) {
+    Rng init(parts.seed, i, Purpose::kModelInit);
+    set.nodes.push_back(std::make_unique<GossipNode>(*parts.task, i, settings,
+                                                     independent_init ? parts.task->model->init(init) : parts.initial_model,
+                                                     graph, observer, parts.uplink->clone()));
+  }
+  return set;
+}
+
+}  // namespace starling
