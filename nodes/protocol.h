@@ -54,7 +54,7 @@ using ProtocolRegistry = Registry<NodeSet, Section&, ProtocolParts&>;
 ProtocolRegistry& protocol_registry();
 
 // The nodes of FedAvg: node 0 is the server, node c + 1 holds client c's partition.
-NodeSet make_fedavg(ProtocolParts& parts);
+NodeSet make_fedavg(Section& protocol, ProtocolParts& parts);
 // D-PSGD: node c holds client c's partition; rounds of local training, then gossip with W.
 NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts);
 // Asynchronous gossip learning: Poisson wake-ups, train, push to a random neighbour, merge.

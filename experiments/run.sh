@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs one experiment folder from scratch and rewrites the table in its README from the results
+# database (numbers are never typed by hand).
+#   experiments/run.sh gossip_steps|single_merge|variance_correction [--target ACC]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+name=${1:?usage: experiments/run.sh NAME [--target ACC]}
+shift
+dir=experiments/$name
+[ -d "$dir" ] || { echo "error: no experiment folder $dir" >&2; exit 2; }
+bin=build/release/apps/starling
+[ -x "$bin" ] || { echo "error: build first (./dev.sh quickstart)" >&2; exit 1; }
+db=$dir/results.db
+rm -f "$db" "$db-wal" "$db-shm"
+for config in "$dir"/*.yaml; do
+  "$bin" sweep "$config" --db "$db" --jobs "$(nproc)" --quiet
+done
+table=$(/usr/bin/python3 scripts/summary_table.py "$db" "$@")
+/usr/bin/python3 - "$dir/README.md" "$table" <<'PY'
+import re, sys
+path, body = sys.argv[1:]
+start, end = "<!-- table:start -->", "<!-- table:end -->"
+text = open(path).read()
+text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: start + "\n" + body + "\n" + end, text, flags=re.S)
+open(path, "w").write(text)
+PY
+sqlite3 "$db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null 2>&1 || true
+echo "updated $dir/README.md from $db"

@@ -1,0 +1,59 @@
+#!/usr/bin/python3
+"""Markdown summary of the runs in a results database, one row per configuration (run name plus
+swept values), mean ± std over its repeats: final test accuracy, final mean node accuracy and
+consensus distance (decentralized runs), bytes on the wire, and rounds to reach a target.
+
+usage: scripts/summary_table.py DB [--target 0.8] [--metric test_accuracy]
+"""
+import statistics
+import sys
+
+from starling_db import Parser, main_wrapper, open_db, sweep_params
+
+
+def mean_std(values, digits=4, scale=1.0):
+    values = [v * scale for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def main(argv):
+    p = Parser(prog="summary_table.py", description="Markdown summary of a results database.")
+    p.add_argument("db")
+    p.add_argument("--metric", default="test_accuracy")
+    p.add_argument("--target", type=float, default=0.8)
+    a = p.parse_args(argv)
+    con = open_db(a.db)
+    groups = {}
+    for run_id, name in con.execute("SELECT run_id, name FROM runs WHERE status = 'finished' ORDER BY run_id"):
+        point = " ".join(f"{k.split('.')[-1]}={v}" for k, v in sweep_params(con, run_id))
+        groups.setdefault((name, point), []).append(run_id)
+
+    def final(run_id, metric):
+        row = con.execute("SELECT value FROM final_metrics WHERE run_id = ? AND name = ?", (run_id, metric)).fetchone()
+        return row[0] if row else None
+
+    print(f"| configuration | runs | final {a.metric} | final node_accuracy_mean | final consensus_distance | "
+          f"MB on the wire | rounds to {a.metric} >= {a.target} |")
+    print("|---|---|---|---|---|---|---|")
+    for (name, point), runs in groups.items():
+        reached = []
+        for r in runs:
+            row = con.execute("SELECT MIN(round) FROM metric_progress WHERE run_id = ? AND name = ? AND value >= ?",
+                              (r, a.metric, a.target)).fetchone()
+            if row[0] is not None:
+                reached.append(row[0])
+        to_target = "never" if not reached else (
+            mean_std(reached, 1) + ("" if len(reached) == len(runs) else f" ({len(reached)}/{len(runs)} runs)"))
+        print(f"| {name} {point}".rstrip() + f" | {len(runs)} | {mean_std([final(r, a.metric) for r in runs])} | "
+              f"{mean_std([final(r, 'node_accuracy_mean') for r in runs])} | "
+              f"{mean_std([final(r, 'consensus_distance') for r in runs], 4)} | "
+              f"{mean_std([final(r, 'bytes_total') for r in runs], 1, 1e-6)} | {to_target} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_wrapper(main))
