@@ -114,13 +114,11 @@ MergeSchedule read_merge(Section merge, int nodes) {
            : kind == "window"   ? MergeSchedule::Kind::kWindow
            : kind == "linear"   ? MergeSchedule::Kind::kLinear
                                 : MergeSchedule::Kind::kCosine;
+  // Every parameter is read for every schedule, so a sweep over `schedule` can share them.
   m.r_start = merge.get_double("r_start", 0.2, 0.0, nodes - 1.0);
-  if (m.kind != MergeSchedule::Kind::kFixed) {
-    m.r_end = merge.get_double("r_end", nodes - 1.0, 0.0, nodes - 1.0);
-    if (m.kind == MergeSchedule::Kind::kTruncate || m.kind == MergeSchedule::Kind::kWindow)
-      m.point = merge.get_double("point", 0.99, 0.0, 1.0);
-    if (m.kind == MergeSchedule::Kind::kWindow) m.window = merge.get_double("window", 0.05, 0.0, 1.0, true);
-  }
+  m.r_end = merge.get_double("r_end", nodes - 1.0, 0.0, nodes - 1.0);
+  m.point = merge.get_double("point", 0.99, 0.0, 1.0);
+  m.window = merge.get_double("window", 0.05, 0.0, 1.0, true);
   return m;
 }
 

@@ -99,6 +99,10 @@ TEST(Topology, RandomRegularIsRegularConnectedAndSeeded) {
   EXPECT_FALSE(t->time_varying());
   EXPECT_EQ(t->at_round(30, 9, 1).neighbours, a.neighbours);  // drawn once
   EXPECT_THROW(topology("{kind: random_regular, degree: 3}")->build(15), ConfigError);  // 15 x 3 is odd
+  // Larger degrees too (whole-pairing rejection would almost never succeed here).
+  const Graph dense = topology("{kind: random_regular, degree: 8}")->build(50, 1);
+  expect_well_formed(dense);
+  EXPECT_EQ(degrees(dense), std::vector<std::size_t>(50, 8));
 }
 
 TEST(Topology, ResampleEveryRedrawsOnSchedule) {

@@ -214,8 +214,9 @@ class RandomRegular final : public RandomTopology {
   RandomRegular(int degree, int resample_every) : RandomTopology(resample_every), degree_(degree) { key_ = "topology.degree"; }
 
  protected:
-  // Pairing model: every node holds `degree` stubs; stubs are matched at random, and a match
-  // that would make a self-loop or a double edge restarts the draw.
+  // Stub matching (Steger-Wormald): every node holds `degree` stubs; random pairs of free stubs
+  // are joined unless they would make a self-loop or a double edge; a draw that gets stuck
+  // restarts. Unlike plain rejection of whole pairings, this works for larger degrees.
   Graph draw(int n, Rng& rng) const override {
     if (degree_ >= n || (std::int64_t{n} * degree_) % 2 != 0)
       throw ConfigError("topology.degree", std::to_string(degree_) + " is impossible on " + std::to_string(n) +
@@ -223,14 +224,27 @@ class RandomRegular final : public RandomTopology {
     for (int attempt = 0; attempt < 100; ++attempt) {
       std::vector<NodeId> stubs;
       for (NodeId i = 0; i < n; ++i) stubs.insert(stubs.end(), static_cast<std::size_t>(degree_), i);
-      rng.shuffle(std::span(stubs));
       std::set<std::pair<NodeId, NodeId>> edges;
-      bool ok = true;
-      for (std::size_t k = 0; k + 1 < stubs.size() && ok; k += 2) {
-        const auto a = std::min(stubs[k], stubs[k + 1]), b = std::max(stubs[k], stubs[k + 1]);
-        ok = a != b && edges.insert({a, b}).second;
+      const auto valid = [&](NodeId a, NodeId b) { return a != b && !edges.count({std::min(a, b), std::max(a, b)}); };
+      bool stuck = false;
+      while (!stubs.empty() && !stuck) {
+        bool joined = false;
+        for (int t = 0; t < 100 && !joined; ++t) {
+          auto i = static_cast<std::size_t>(rng.below(stubs.size())), j = static_cast<std::size_t>(rng.below(stubs.size()));
+          if (i == j || !valid(stubs[i], stubs[j])) continue;
+          edges.insert({std::min(stubs[i], stubs[j]), std::max(stubs[i], stubs[j])});
+          if (i < j) std::swap(i, j);  // remove the later index first
+          stubs[i] = stubs.back(), stubs.pop_back();
+          stubs[j] = stubs.back(), stubs.pop_back();
+          joined = true;
+        }
+        if (!joined) {  // random tries failed: is any valid pair left at all?
+          stuck = true;
+          for (std::size_t i = 0; i < stubs.size() && stuck; ++i)
+            for (std::size_t j = i + 1; j < stubs.size() && stuck; ++j) stuck = !valid(stubs[i], stubs[j]);
+        }
       }
-      if (!ok) continue;
+      if (stuck) continue;
       Graph g = empty_graph(n);
       for (const auto& [a, b] : edges) g.link(a, b);
       g.sort();
