@@ -25,6 +25,7 @@ enum class Purpose : std::uint32_t {
   kSynthetic = 8,
   kTopology = 9,
   kEvaluation = 10,
+  kChurn = 11,
   kTest = 1000,
 };
 

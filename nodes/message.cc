@@ -12,6 +12,11 @@ const char* to_string(MessageKind kind) {
     case MessageKind::kModel: return "model";
     case MessageKind::kUpdate: return "update";
     case MessageKind::kGossip: return "gossip";
+    case MessageKind::kPing: return "ping";
+    case MessageKind::kPong: return "pong";
+    case MessageKind::kTrained: return "trained model";
+    case MessageKind::kAggregated: return "aggregated model";
+    case MessageKind::kAck: return "ack";
   }
   return "unknown";
 }

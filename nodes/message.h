@@ -12,7 +12,12 @@ namespace starling {
 enum class MessageKind : std::uint8_t {
   kModel = 1,   // server -> client: the global model
   kUpdate = 2,  // client -> server: the client's update
-  kGossip = 3,  // peer -> peer: a model for one gossip step of a round
+  kGossip = 3,      // peer -> peer: a model for one gossip step of a round
+  kPing = 4,        // MoDeST availability walk (header only); round = walk id
+  kPong = 5,        // answer to a ping
+  kTrained = 6,     // MoDeST trainer -> aggregator: trained model + view
+  kAggregated = 7,  // MoDeST aggregator -> sampled node: aggregated model + view
+  kAck = 8,         // MoDeST aggregator -> trainer: contribution received
 };
 
 struct Message {

@@ -11,6 +11,8 @@ ProtocolRegistry& protocol_registry() {
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_dpsgd(s, parts)); });
     r.add("gossip", "asynchronous gossip learning: Poisson wake-ups, train, push to a random neighbour, merge",
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_gossip(s, parts)); });
+    r.add("modest", "MoDeST: each round a hash-ordered sample of available nodes trains and aggregates",
+          [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_modest(s, parts)); });
     return r;
   }();
   return registry;

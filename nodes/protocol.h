@@ -59,5 +59,7 @@ NodeSet make_fedavg(Section& protocol, ProtocolParts& parts);
 NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts);
 // Asynchronous gossip learning: Poisson wake-ups, train, push to a random neighbour, merge.
 NodeSet make_gossip(Section& protocol, ProtocolParts& parts);
+// MoDeST: hash-ordered decentralized sampling of trainers and aggregators, with crashes.
+NodeSet make_modest(Section& protocol, ProtocolParts& parts);
 
 }  // namespace starling

@@ -8,6 +8,7 @@
 #include <numbers>
 
 #include "config/experiment.h"
+#include "nodes/modest.h"
 #include "test_util.h"
 
 namespace starling {
@@ -197,6 +198,65 @@ TEST(Gossip, ConfigErrors) {
   EXPECT_THROW(plan(gossip({"protocol.wake_rate=0"})), ConfigError);
   EXPECT_THROW(plan(gossip({"topology.kind=one_peer_exponential"})), ConfigError);
   EXPECT_THROW(plan(gossip({"protocol.gossip_steps=2"})), ConfigError);  // a dpsgd key
+}
+
+
+// ---------------------------------------------------------------- MoDeST
+
+std::vector<std::string> modest(std::vector<std::string> more = {}) {
+  more.insert(more.begin(), {"protocol.kind=modest", "protocol.sample=4", "rounds=15", "data.clients=20"});
+  return more;
+}
+
+TEST(Modest, SameViewSameOrder) {
+  std::vector<std::int32_t> view(30, 8);
+  view[5] = -1;  // gone
+  view[7] = 1;   // silent since round 1
+  const auto a = modest_order(9, 10, view, 0, 5), b = modest_order(9, 10, view, 12, 5);
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a.size(), 28u);
+  EXPECT_EQ(std::count(a.begin(), a.end(), 5), 0);
+  EXPECT_EQ(std::count(a.begin(), a.end(), 7), 0);  // silent for more than 5 rounds
+  EXPECT_NE(modest_order(9, 11, view, 0, 5), a);    // another round, another order
+  const auto own = modest_order(9, 10, view, 5, 5);
+  EXPECT_EQ(std::count(own.begin(), own.end(), 5), 1) << "a node always counts itself";
+}
+
+TEST(Modest, SamplesTrainAndChargesControlMessages) {
+  const MemorySink s = run(modest());
+  EXPECT_EQ(s.ended.size(), 15u);
+  for (const auto& m : s.metrics) {
+    if (m.name == "participants") {
+      EXPECT_EQ(m.value, 4.0);
+    }
+  }
+  EXPECT_GT(s.last("test_accuracy"), 0.3);
+  // Per round at most: 4 trained models in, 4 aggregated models out (each model + a 20-node view).
+  const double model_message = kModelBytes + 20 * 4;
+  EXPECT_LE(s.last("bytes_total"), 15 * 8 * model_message + 15 * 40 * 32.0);
+  EXPECT_GT(s.last("bytes_total"), 15 * 6 * model_message);  // the aggregator may be a trainer itself
+  std::int64_t small = 0;
+  for (const auto& t : s.traffic_rows) small += t.bytes == 32 * t.messages;
+  EXPECT_GT(small, 0) << "pings, pongs and ACKs travel and are charged";
+}
+
+TEST(Modest, SurvivesEightyPercentOfNodesCrashing) {
+  const MemorySink s = run(modest({"rounds=30", "protocol.crash.fraction=0.8", "protocol.crash.at_seconds=2",
+                                   "protocol.aggregation_timeout=20", "protocol.aggregators=2"}));
+  EXPECT_EQ(s.ended.size(), 30u) << "every round completes after the crash";
+  EXPECT_GT(s.last("test_accuracy"), 0.2);
+}
+
+TEST(Modest, IdenticalMetricsForOneAndTwoThreads) {
+  const auto o = modest({"protocol.crash.fraction=0.5", "protocol.crash.at_seconds=1", "protocol.aggregation_timeout=10",
+                         "model.kind=mlp", "model.hidden=[16]"});
+  const MemorySink one = run(o, 1), two = run(o, 2);
+  ASSERT_EQ(one.metrics.size(), two.metrics.size());
+  for (std::size_t i = 0; i < one.metrics.size(); ++i) {
+    if (one.metrics[i].name == "wall_seconds") continue;
+    EXPECT_EQ(std::memcmp(&one.metrics[i].value, &two.metrics[i].value, sizeof(double)), 0) << one.metrics[i].name;
+  }
+  EXPECT_EQ(one.traffic_rows, two.traffic_rows);
 }
 
 }  // namespace
