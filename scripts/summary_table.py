@@ -37,21 +37,23 @@ def main(argv):
         return row[0] if row else None
 
     print(f"| configuration | runs | final {a.metric} | final node_accuracy_mean | final consensus_distance | "
-          f"MB on the wire | rounds to {a.metric} >= {a.target} |")
-    print("|---|---|---|---|---|---|---|")
+          f"MB on the wire | rounds to {a.metric} >= {a.target} | MB to {a.target} |")
+    print("|---|---|---|---|---|---|---|---|")
     for (name, point), runs in groups.items():
-        reached = []
+        reached, spent = [], []
         for r in runs:
-            row = con.execute("SELECT MIN(round) FROM metric_progress WHERE run_id = ? AND name = ? AND value >= ?",
-                              (r, a.metric, a.target)).fetchone()
-            if row[0] is not None:
+            row = con.execute("SELECT round, bytes_total FROM metric_progress WHERE run_id = ? AND name = ? AND value >= ? "
+                              "ORDER BY round LIMIT 1", (r, a.metric, a.target)).fetchone()
+            if row is not None:
                 reached.append(row[0])
-        to_target = "never" if not reached else (
-            mean_std(reached, 1) + ("" if len(reached) == len(runs) else f" ({len(reached)}/{len(runs)} runs)"))
+                spent.append(row[1])
+        partial = "" if len(reached) == len(runs) else f" ({len(reached)}/{len(runs)} runs)"
+        to_target = "never" if not reached else mean_std(reached, 1) + partial
+        bytes_to_target = "never" if not reached else mean_std(spent, 1, 1e-6) + partial
         print(f"| {name} {point}".rstrip() + f" | {len(runs)} | {mean_std([final(r, a.metric) for r in runs])} | "
               f"{mean_std([final(r, 'node_accuracy_mean') for r in runs])} | "
               f"{mean_std([final(r, 'consensus_distance') for r in runs], 4)} | "
-              f"{mean_std([final(r, 'bytes_total') for r in runs], 1, 1e-6)} | {to_target} |")
+              f"{mean_std([final(r, 'bytes_total') for r in runs], 1, 1e-6)} | {to_target} | {bytes_to_target} |")
     return 0
 
 
