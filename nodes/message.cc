@@ -17,6 +17,7 @@ const char* to_string(MessageKind kind) {
     case MessageKind::kTrained: return "trained model";
     case MessageKind::kAggregated: return "aggregated model";
     case MessageKind::kAck: return "ack";
+    case MessageKind::kMembership: return "membership";
   }
   return "unknown";
 }

@@ -18,6 +18,7 @@ enum class MessageKind : std::uint8_t {
   kTrained = 6,     // MoDeST trainer -> aggregator: trained model + view
   kAggregated = 7,  // MoDeST aggregator -> sampled node: aggregated model + view
   kAck = 8,         // MoDeST aggregator -> trainer: contribution received
+  kMembership = 9,  // MoDeST join or leave announcement: node id + view entry
 };
 
 struct Message {

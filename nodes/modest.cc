@@ -27,12 +27,21 @@
 
 namespace starling {
 
-std::vector<NodeId> modest_order(std::uint64_t seed, int round, const std::vector<std::int32_t>& view, NodeId self,
+void merge_view_entry(ModestViewEntry& mine, const ModestViewEntry& other) {
+  if (other.index > mine.index) {
+    mine = other;
+  } else if (other.index == mine.index) {
+    mine.round = std::max(mine.round, other.round);
+    mine.present = mine.present && other.present;
+  }
+}
+
+std::vector<NodeId> modest_order(std::uint64_t seed, int round, const std::vector<ModestViewEntry>& view, NodeId self,
                                  int inactivity_threshold) {
   std::vector<std::pair<std::uint64_t, NodeId>> keyed;
   for (NodeId i = 0; i < static_cast<NodeId>(view.size()); ++i) {
-    const auto seen = view[static_cast<std::size_t>(i)];
-    if (i != self && (seen < 0 || seen < round - inactivity_threshold)) continue;  // gone, or silent too long
+    const auto& e = view[static_cast<std::size_t>(i)];
+    if (i != self && (!e.present || e.round < round - inactivity_threshold)) continue;  // gone, or silent too long
     keyed.emplace_back(mix64(mix64(seed ^ mix64(static_cast<std::uint64_t>(round))) + static_cast<std::uint64_t>(i)), i);
   }
   std::sort(keyed.begin(), keyed.end());
@@ -57,6 +66,10 @@ struct ModestSettings {
   std::int64_t local_steps = 5;
   double crash_fraction = 0.0;  // nodes that stop responding at crash_at
   SimTime crash_at = 0;
+  double join_fraction = 0.0;   // nodes absent at the start that join at join_at
+  SimTime join_at = 0;
+  double leave_fraction = 0.0;  // nodes that announce their leave and go at leave_at
+  SimTime leave_at = 0;
 };
 
 // Shared facts of the run: who crashes when (the simulation's fault injection, not protocol
@@ -66,11 +79,14 @@ struct ModestWorld {
   ModestSettings settings;
   std::uint64_t seed = 0;
   int nodes = 0;
-  std::vector<bool> crashes;
+  std::vector<bool> crashes, joins, leaves;
   int recorded = 0;
 
-  bool crashed(NodeId i, SimTime now) const {
-    return crashes[static_cast<std::size_t>(i)] && now >= settings.crash_at;
+  // Not taking part at `now`: crashed, not joined yet, or left.
+  bool absent(NodeId i, SimTime now) const {
+    const auto k = static_cast<std::size_t>(i);
+    return (crashes[k] && now >= settings.crash_at) || (joins[k] && now < settings.join_at) ||
+           (leaves[k] && now >= settings.leave_at);
   }
   void record(Context& ctx, int round, const Vector& model, int participants, double loss) {
     if (round <= recorded) return;  // another aggregator of the same round got there first
@@ -86,11 +102,12 @@ struct ModestWorld {
   }
 };
 
-// Model and view in one payload: the model's encoding, then one int32 per node.
-Payload pack(Payload model, const std::vector<std::int32_t>& view) {
+// Model and view in one payload: the model's encoding, then one 12-byte entry per node.
+static_assert(sizeof(ModestViewEntry) == 12);
+Payload pack(Payload model, const std::vector<ModestViewEntry>& view) {
   const std::size_t at = model.size();
-  model.resize(at + view.size() * sizeof(std::int32_t));
-  std::memcpy(model.data() + at, view.data(), view.size() * sizeof(std::int32_t));
+  model.resize(at + view.size() * sizeof(ModestViewEntry));
+  std::memcpy(model.data() + at, view.data(), view.size() * sizeof(ModestViewEntry));
   return model;
 }
 
@@ -98,17 +115,24 @@ class ModestNode final : public Node {
  public:
   ModestNode(std::shared_ptr<ModestWorld> world, NodeId id, Vector initial, std::unique_ptr<Compressor> codec)
       : world_(std::move(world)), s_(world_->settings), id_(id), x_(std::move(initial)), codec_(std::move(codec)),
-        view_(static_cast<std::size_t>(world_->nodes), 0) {}
+        view_(static_cast<std::size_t>(world_->nodes)) {
+    for (std::size_t i = 0; i < view_.size(); ++i) view_[i].present = world_->joins[i] ? 0 : 1;  // joiners come later
+  }
 
   void on_start(Context& ctx) override {
-    const auto first = order(1);  // bootstrap: everybody is up at time 0
+    if (world_->joins[static_cast<std::size_t>(id_)]) after(ctx, s_.join_at, [this](Context& c) { announce(c, true); });
+    if (world_->leaves[static_cast<std::size_t>(id_)])  // announce just before going
+      after(ctx, std::max<SimTime>(s_.leave_at - 1, 0), [this](Context& c) { announce(c, false); });
+    if (world_->absent(id_, ctx.now())) return;
+    const auto first = order(1);  // bootstrap: everybody present is up at time 0
     if (std::find(first.begin(), first.begin() + std::min<std::size_t>(first.size(), s_.sample), id_) !=
         first.begin() + std::min<std::size_t>(first.size(), s_.sample))
       train(ctx, 1);
   }
 
   void on_timer(Context& ctx, int tag) override {
-    if (world_->crashed(id_, ctx.now())) return;
+    if (world_->absent(id_, ctx.now()) && !(world_->joins[static_cast<std::size_t>(id_)] && ctx.now() >= s_.join_at - 1))
+      return;
     auto it = timers_.find(tag);
     if (it == timers_.end()) return;
     auto action = std::move(it->second);
@@ -117,15 +141,16 @@ class ModestNode final : public Node {
   }
 
   void on_compute_done(Context& ctx, int round) override {
-    if (world_->crashed(id_, ctx.now()) || round != r_hat_) return;  // crashed, or overtaken by a newer round
+    if (world_->absent(id_, ctx.now()) || round != r_hat_) return;  // crashed, or overtaken by a newer round
     x_ = std::move(job_x_);
-    view_[static_cast<std::size_t>(id_)] = std::max(view_[static_cast<std::size_t>(id_)], round);
+    auto& own = view_[static_cast<std::size_t>(id_)];
+    own.round = std::max(own.round, round);
     // The contribution is fixed now, even if a newer round's model arrives during the walk.
     contribute(ctx, round, std::make_shared<const Payload>(payload(ctx)), {});
   }
 
   void on_message(Context& ctx, Message&& m) override {
-    if (world_->crashed(id_, ctx.now())) return;  // a crashed node answers nothing
+    if (world_->absent(id_, ctx.now())) return;  // a crashed node answers nothing
     switch (m.kind) {
       case MessageKind::kPing: {
         Message pong;
@@ -145,6 +170,18 @@ class ModestNode final : public Node {
         }
         break;
       }
+      case MessageKind::kMembership: {
+        const auto& p = m.payload_bytes();
+        if (p.size() != sizeof(std::int32_t) + sizeof(ModestViewEntry)) throw Error("modest: malformed membership message");
+        std::int32_t who;
+        ModestViewEntry entry;
+        std::memcpy(&who, p.data(), sizeof who);
+        std::memcpy(&entry, p.data() + sizeof who, sizeof entry);
+        if (who < 0 || who >= world_->nodes) throw Error("modest: membership message about unknown node");
+        if (entry.present) pending_joins_.emplace_back(who, entry);  // not in the very next sample
+        else merge_view_entry(view_[static_cast<std::size_t>(who)], entry);
+        break;
+      }
       case MessageKind::kAck: {
         const bool first_ack = acked_.lower_bound({m.round, 0}) == acked_.upper_bound({m.round, world_->nodes});
         acked_.insert({m.round, m.sender});
@@ -162,21 +199,59 @@ class ModestNode final : public Node {
     return modest_order(world_->seed, round, view_, id_, s_.inactivity_threshold);
   }
 
-  Payload payload(Context& ctx) { return pack(codec_->encode(x_, ctx.rng(Purpose::kCompression)), view_); }
+  // This node's model and view; joins heard since the last send take effect after this one.
+  Payload payload(Context& ctx) {
+    Payload out = pack(codec_->encode(x_, ctx.rng(Purpose::kCompression)), view_);
+    for (const auto& [who, entry] : pending_joins_) merge_view_entry(view_[static_cast<std::size_t>(who)], entry);
+    pending_joins_.clear();
+    return out;
+  }
   Payload model_bytes(const Message& m) const {
     const auto& p = m.payload_bytes();
-    const std::size_t view_bytes = view_.size() * sizeof(std::int32_t);
+    const std::size_t view_bytes = view_.size() * sizeof(ModestViewEntry);
     if (p.size() < view_bytes) throw Error("modest: message without a view");
     return Payload(p.begin(), p.end() - static_cast<std::ptrdiff_t>(view_bytes));
   }
   void merge_view(const Message& m) {
     const auto& p = m.payload_bytes();
-    const std::size_t view_bytes = view_.size() * sizeof(std::int32_t);
+    const std::size_t view_bytes = view_.size() * sizeof(ModestViewEntry);
     if (p.size() < view_bytes) throw Error("modest: message without a view");
-    std::vector<std::int32_t> other(view_.size());
+    std::vector<ModestViewEntry> other(view_.size());
     std::memcpy(other.data(), p.data() + p.size() - view_bytes, view_bytes);
-    for (std::size_t i = 0; i < view_.size(); ++i)
-      view_[i] = (view_[i] < 0 || other[i] < 0) ? std::min(view_[i], other[i]) : std::max(view_[i], other[i]);
+    for (std::size_t i = 0; i < view_.size(); ++i) merge_view_entry(view_[i], other[i]);
+  }
+
+  int newest_round() const {
+    int newest = 0;
+    for (const auto& e : view_) newest = std::max(newest, e.round);
+    return newest;
+  }
+
+  // Join (present) or graceful leave (absent): bump the membership index and tell up to 10 s
+  // random peers this node believes present. A joiner takes the current round from the peer
+  // that lets it in (the simulation's probe stands in for that peer).
+  void announce(Context& ctx, bool join) {
+    auto& own = view_[static_cast<std::size_t>(id_)];
+    own.index += 1;
+    own.present = join ? 1 : 0;
+    own.round = std::max(own.round, join ? world_->recorded : r_hat_);
+    std::vector<NodeId> peers;
+    for (NodeId i = 0; i < world_->nodes; ++i)
+      if (i != id_ && view_[static_cast<std::size_t>(i)].present) peers.push_back(i);
+    Rng& rng = ctx.rng(Purpose::kChurn);
+    const auto count = std::min<std::size_t>(peers.size(), static_cast<std::size_t>(10 * s_.sample));
+    Payload bytes(sizeof(std::int32_t) + sizeof(ModestViewEntry));
+    const std::int32_t who = id_;
+    std::memcpy(bytes.data(), &who, sizeof who);
+    std::memcpy(bytes.data() + sizeof who, &own, sizeof own);
+    Message m;
+    m.kind = MessageKind::kMembership;
+    m.round = own.round;
+    m.set_payload(std::move(bytes));
+    for (auto k : rng.sample_without_replacement(static_cast<std::int32_t>(peers.size()), static_cast<std::int32_t>(count))) {
+      m.receiver = peers[static_cast<std::size_t>(k)];
+      ctx.send(m);
+    }
   }
 
   // ------------------------------------------------------------- availability walk
@@ -218,7 +293,7 @@ class ModestNode final : public Node {
     after(ctx, s_.ping_timeout, [this, walk_id, target](Context& c) {
       auto it = walks_.find(walk_id);
       if (it == walks_.end() || !it->second.waiting.erase(target)) return;  // answered, or walk over
-      view_[static_cast<std::size_t>(target)] = -1;  // crash detected: skipped from now on
+      view_[static_cast<std::size_t>(target)].present = 0;  // crash detected: skipped from now on
       ping_next(c, walk_id);
       maybe_finish(c, walk_id);
     });
@@ -290,7 +365,7 @@ class ModestNode final : public Node {
       after(c, s_.ack_timeout, [this, round, bytes, aggregators, tried](Context& c2) {
         for (NodeId agg : aggregators)
           if (agg != id_ && !acked_.count({round, agg})) {
-            view_[static_cast<std::size_t>(agg)] = -1;  // gone: leave it out of every order
+            view_[static_cast<std::size_t>(agg)].present = 0;  // gone: leave it out of every order
             if (round == r_hat_) contribute(c2, round, bytes, tried);
             return;
           }
@@ -303,7 +378,7 @@ class ModestNode final : public Node {
   // stall_timeout starts round + 1 itself from its own model.
   void watch_for_stall(Context& ctx, int round) {
     after(ctx, s_.stall_timeout, [this, round](Context& c) {
-      if (r_hat_ == round && *std::max_element(view_.begin(), view_.end()) <= round) send_sample(c, round + 1);
+      if (r_hat_ == round && newest_round() <= round) send_sample(c, round + 1);
     });
   }
 
@@ -347,8 +422,7 @@ class ModestNode final : public Node {
         return;
       }
       // Superseded (some node is known active in a later round) or hopeless: drop the round.
-      const int newest = *std::max_element(view_.begin(), view_.end());
-      if (newest > round || ++late.restarts > kMaxRestarts) {
+      if (newest_round() > round || ++late.restarts > kMaxRestarts) {
         late.done = true;
         return;
       }
@@ -395,7 +469,8 @@ class ModestNode final : public Node {
   NodeId id_;
   Vector x_, job_x_;
   std::unique_ptr<Compressor> codec_;
-  std::vector<std::int32_t> view_;  // last round each node was seen active; -1: gone
+  std::vector<ModestViewEntry> view_;
+  std::vector<std::pair<NodeId, ModestViewEntry>> pending_joins_;
   int r_hat_ = 0;
   double job_loss_ = 0.0;
   int next_walk_ = 0, next_timer_ = 1;
@@ -425,13 +500,28 @@ NodeSet make_modest(Section& protocol, ProtocolParts& parts) {
   Section crash = protocol.child("crash");
   s.crash_fraction = crash.get_double("fraction", 0.0, 0.0, 1.0);
   s.crash_at = from_seconds(crash.get_double("at_seconds", 0.0, 0.0));
+  Section join = protocol.child("join");
+  s.join_fraction = join.get_double("fraction", 0.0, 0.0, 1.0);
+  s.join_at = from_seconds(join.get_double("at_seconds", 0.0, 0.0));
+  Section leave = protocol.child("leave");
+  s.leave_fraction = leave.get_double("fraction", 0.0, 0.0, 1.0);
+  s.leave_at = from_seconds(leave.get_double("at_seconds", 0.0, 0.0));
   world->task = parts.task;
   world->seed = parts.seed;
   world->nodes = n;
   world->crashes.assign(static_cast<std::size_t>(n), false);
+  world->joins = world->leaves = world->crashes;
+  // One seeded permutation: its first nodes crash, the next join late, the next leave.
+  const auto count = [n](double fraction) { return static_cast<std::int32_t>(std::lround(fraction * n)); };
+  const std::int32_t crashing = count(s.crash_fraction), joining = count(s.join_fraction), leaving = count(s.leave_fraction);
+  if (crashing + joining + leaving > n - 1)
+    protocol.fail("crash", "crash, join and leave fractions together leave no node running the whole time");
   Rng churn(parts.seed, kNoNode, Purpose::kChurn);
-  const auto crashing = static_cast<std::int32_t>(std::lround(s.crash_fraction * n));
-  for (auto i : churn.sample_without_replacement(n, crashing)) world->crashes[static_cast<std::size_t>(i)] = true;
+  const auto order = churn.sample_without_replacement(n, crashing + joining + leaving);
+  for (std::int32_t k = 0; k < static_cast<std::int32_t>(order.size()); ++k) {
+    auto& set = k < crashing ? world->crashes : k < crashing + joining ? world->joins : world->leaves;
+    set[static_cast<std::size_t>(order[static_cast<std::size_t>(k)])] = true;
+  }
   NodeSet set;
   for (NodeId i = 0; i < n; ++i)
     set.nodes.push_back(std::make_unique<ModestNode>(world, i, parts.initial_model, parts.uplink->clone()));

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <numbers>
+#include <set>
 
 #include "config/experiment.h"
 #include "nodes/modest.h"
@@ -209,9 +210,9 @@ std::vector<std::string> modest(std::vector<std::string> more = {}) {
 }
 
 TEST(Modest, SameViewSameOrder) {
-  std::vector<std::int32_t> view(30, 8);
-  view[5] = -1;  // gone
-  view[7] = 1;   // silent since round 1
+  std::vector<ModestViewEntry> view(30, ModestViewEntry{8, 0, 1});
+  view[5].present = 0;  // gone
+  view[7].round = 1;    // silent since round 1
   const auto a = modest_order(9, 10, view, 0, 5), b = modest_order(9, 10, view, 12, 5);
   EXPECT_EQ(a, b);
   EXPECT_EQ(a.size(), 28u);
@@ -257,6 +258,53 @@ TEST(Modest, IdenticalMetricsForOneAndTwoThreads) {
     EXPECT_EQ(std::memcmp(&one.metrics[i].value, &two.metrics[i].value, sizeof(double)), 0) << one.metrics[i].name;
   }
   EXPECT_EQ(one.traffic_rows, two.traffic_rows);
+}
+
+
+TEST(Modest, ViewEntriesMergeByIndexThenRound) {
+  ModestViewEntry mine{5, 1, 1};
+  merge_view_entry(mine, {9, 1, 1});
+  EXPECT_EQ(mine.round, 9);
+  merge_view_entry(mine, {3, 1, 0});  // same membership, seen gone: gone wins
+  EXPECT_EQ(mine.present, 0);
+  merge_view_entry(mine, {4, 2, 1});  // a later join (higher index) overrides
+  EXPECT_EQ(mine.index, 2);
+  EXPECT_EQ(mine.present, 1);
+  merge_view_entry(mine, {99, 1, 0});  // stale news is ignored
+  EXPECT_EQ(mine.present, 1);
+}
+
+TEST(Modest, JoinersTrainOnlyAfterJoiningAndLeaversStopSending) {
+  // With seed 3 and 20 nodes: the first 4 of the churn permutation join at 1 s, the next 4 leave at 2 s.
+  const auto o = modest({"rounds=40", "protocol.join.fraction=0.2", "protocol.join.at_seconds=1",
+                         "protocol.leave.fraction=0.2", "protocol.leave.at_seconds=2"});
+  const MemorySink s = run(o);
+  EXPECT_EQ(s.ended.size(), 40u);
+  Rng churn(3, kNoNode, Purpose::kChurn);
+  const auto order = churn.sample_without_replacement(20, 8);
+  const std::set<NodeId> joiners(order.begin(), order.begin() + 4), leavers(order.begin() + 4, order.end());
+  // The round in progress at each churn time, from the rounds' virtual times.
+  int join_round = 0, leave_round = 0;
+  for (const auto& m : s.metrics) {
+    if (m.name != "participants") continue;
+    if (m.time < kNanosPerSecond) join_round = m.round;
+    if (m.time < 2 * kNanosPerSecond) leave_round = m.round;
+  }
+  ASSERT_GT(join_round, 0);
+  ASSERT_LT(leave_round, 38) << "the run must go on well past the leave";
+  bool joiner_trained = false;
+  for (const auto& t : s.traffic_rows) {
+    const bool big = t.bytes > 32 * t.messages + 64;  // carries a model
+    if (joiners.count(t.src) && big) {
+      EXPECT_GT(t.round, join_round) << "joiner " << t.src << " sent a model before joining";
+      joiner_trained = true;
+    }
+    if (leavers.count(t.src)) {
+      EXPECT_LE(t.round, leave_round + 1) << "leaver " << t.src << " still talking";
+    }
+  }
+  EXPECT_TRUE(joiner_trained) << "no joiner was ever sampled";
+  EXPECT_THROW(plan(modest({"protocol.crash.fraction=0.6", "protocol.join.fraction=0.5"})), ConfigError);
 }
 
 }  // namespace
