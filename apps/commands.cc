@@ -79,10 +79,7 @@ int run_command(const RunArgs& args) {
     if (take_sweep(doc) && args.sweep_name.empty())
       spdlog::warn("ignoring the sweep: section of {}; `starling sweep` runs all its points", args.config_path);
     plan = build_run(doc, config_stem(args.config_path));
-  } catch (const ConfigError& e) {
-    spdlog::error("{}", e.what());
-    return kExitUsage;
-  } catch (const DataError& e) {
+  } catch (const Error& e) {  // a config key or a dataset file: the user's to fix
     spdlog::error("{}", e.what());
     return kExitUsage;
   }
@@ -236,10 +233,7 @@ int sweep_command(const SweepArgs& args) {
     for (const auto& [key, value] : sweep.runs.front().params) Section::apply_override(first, key + "=" + value);
     const auto plan = build_run(first, config_stem(args.run.config_path));
     if (db_path.empty()) db_path = plan->db_path;
-  } catch (const ConfigError& e) {
-    spdlog::error("{}", e.what());
-    return kExitUsage;
-  } catch (const DataError& e) {
+  } catch (const Error& e) {  // a config key or a dataset file: the user's to fix
     spdlog::error("{}", e.what());
     return kExitUsage;
   }

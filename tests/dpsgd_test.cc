@@ -51,6 +51,18 @@ std::vector<double> series(const MemorySink& s, const std::string& name) {
   return out;
 }
 
+// Every metric row but wall_seconds has the same name, time and bits; traffic is the same.
+void expect_identical(const MemorySink& one, const MemorySink& two) {
+  ASSERT_EQ(one.metrics.size(), two.metrics.size());
+  for (std::size_t i = 0; i < one.metrics.size(); ++i) {
+    if (one.metrics[i].name == "wall_seconds") continue;
+    EXPECT_EQ(one.metrics[i].name, two.metrics[i].name);
+    EXPECT_EQ(std::memcmp(&one.metrics[i].value, &two.metrics[i].value, sizeof(double)), 0) << one.metrics[i].name;
+    EXPECT_EQ(one.metrics[i].time, two.metrics[i].time);
+  }
+  EXPECT_EQ(one.traffic_rows, two.traffic_rows);
+}
+
 constexpr std::int64_t kModelBytes = 32 + 4 * (60 * 10 + 10);  // header + logreg on 60 features
 
 TEST(Dpsgd, RingSendsEachModelToBothNeighboursEveryRound) {
@@ -98,14 +110,7 @@ TEST(Dpsgd, OnePeerExponentialIsDirectedOnePeerPerRound) {
 TEST(Dpsgd, IdenticalMetricsForOneAndTwoThreads) {
   const std::vector<std::string> o = {"model.kind=mlp", "model.hidden=[16]", "protocol.gossip_steps=2"};
   const MemorySink one = run(o, 1), two = run(o, 2);
-  ASSERT_EQ(one.metrics.size(), two.metrics.size());
-  for (std::size_t i = 0; i < one.metrics.size(); ++i) {
-    if (one.metrics[i].name == "wall_seconds") continue;
-    EXPECT_EQ(one.metrics[i].name, two.metrics[i].name);
-    EXPECT_EQ(std::memcmp(&one.metrics[i].value, &two.metrics[i].value, sizeof(double)), 0) << one.metrics[i].name;
-    EXPECT_EQ(one.metrics[i].time, two.metrics[i].time);
-  }
-  EXPECT_EQ(one.traffic_rows, two.traffic_rows);
+  expect_identical(one, two);
 }
 
 TEST(Dpsgd, ConfigErrors) {
@@ -186,12 +191,7 @@ TEST(Gossip, IdenticalMetricsForOneAndTwoThreads) {
   const auto o = gossip({"model.kind=mlp", "model.hidden=[16]", "compute.kind=lognormal", "protocol.averaging=plain",
                          "protocol.variance_correction=true", "protocol.independent_init=true"});
   const MemorySink one = run(o, 1), two = run(o, 2);
-  ASSERT_EQ(one.metrics.size(), two.metrics.size());
-  for (std::size_t i = 0; i < one.metrics.size(); ++i) {
-    if (one.metrics[i].name == "wall_seconds") continue;
-    EXPECT_EQ(std::memcmp(&one.metrics[i].value, &two.metrics[i].value, sizeof(double)), 0) << one.metrics[i].name;
-  }
-  EXPECT_EQ(one.traffic_rows, two.traffic_rows);
+  expect_identical(one, two);
 }
 
 TEST(Gossip, ConfigErrors) {
@@ -252,12 +252,7 @@ TEST(Modest, IdenticalMetricsForOneAndTwoThreads) {
   const auto o = modest({"protocol.crash.fraction=0.5", "protocol.crash.at_seconds=1", "protocol.aggregation_timeout=10",
                          "model.kind=mlp", "model.hidden=[16]"});
   const MemorySink one = run(o, 1), two = run(o, 2);
-  ASSERT_EQ(one.metrics.size(), two.metrics.size());
-  for (std::size_t i = 0; i < one.metrics.size(); ++i) {
-    if (one.metrics[i].name == "wall_seconds") continue;
-    EXPECT_EQ(std::memcmp(&one.metrics[i].value, &two.metrics[i].value, sizeof(double)), 0) << one.metrics[i].name;
-  }
-  EXPECT_EQ(one.traffic_rows, two.traffic_rows);
+  expect_identical(one, two);
 }
 
 
