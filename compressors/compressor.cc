@@ -1,5 +1,7 @@
 #include "compressors/compressor.h"
 
+#include "compressors/operators.h"
+
 #include <bit>
 #include <cstring>
 
@@ -24,7 +26,7 @@ Vector decode_fp32(const Payload& payload, std::int64_t dim) {
 namespace {
 class NoCompression final : public Compressor {
  public:
-  Payload encode(const Vector& v, Rng&) override { return encode_fp32(v); }
+  Payload encode(const Vector& v, Rng&) override { return encode_fp32(v); }  // lossless, NaN and inf included
   Vector decode(const Payload& p, std::int64_t dim) override { return decode_fp32(p, dim); }
   std::unique_ptr<Compressor> clone() const override { return std::make_unique<NoCompression>(); }
 };
@@ -34,9 +36,16 @@ CompressorRegistry& compressor_registry() {
   static CompressorRegistry registry = [] {
     CompressorRegistry r("compressor");
     r.add("none", "dense float32, 4 bytes per coordinate", [](Section&) { return std::make_unique<NoCompression>(); });
+    register_operators(r);
     return r;
   }();
   return registry;
+}
+
+std::unique_ptr<Compressor> make_compressor(Section& section) {
+  const auto kind = section.get<std::string>("kind", "none");
+  auto op = compressor_registry().create(kind, section.path("kind"), section);
+  return with_feedback(std::move(op), section.get_choice("feedback", "none", {"none", "ef"}));
 }
 
 }  // namespace starling

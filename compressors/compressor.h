@@ -31,4 +31,8 @@ Vector decode_fp32(const Payload& payload, std::int64_t dim);
 using CompressorRegistry = Registry<Compressor, Section&>;
 CompressorRegistry& compressor_registry();
 
+// The operator a config section names (`kind`, default none) with its parameters, wrapped for
+// `feedback` (none | ef).
+std::unique_ptr<Compressor> make_compressor(Section& section);
+
 }  // namespace starling

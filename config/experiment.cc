@@ -164,9 +164,15 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   Section server_optimizer = root.child("server_optimizer");
   parts.server_optimizer = make_plugin(server_optimizer_registry(), server_optimizer, "sgd");
   Section uplink = root.child("compressor");
-  parts.uplink = make_plugin(compressor_registry(), uplink, "none");
+  parts.uplink = make_compressor(uplink);
   Section downlink = root.child("downlink_compressor");
-  parts.downlink = make_plugin(compressor_registry(), downlink, "none");
+  parts.downlink = make_compressor(downlink);
+  if (!server_based) {  // compressed gossip needs public copies of neighbours' models (CHOCO), not here yet
+    const auto kind = uplink.get<std::string>("kind", "none");
+    if (kind != "none" && kind != "fp16" && kind != "bf16")
+      uplink.fail("kind", "\"" + kind + "\" would compress whole models on gossip edges; decentralized protocols take "
+                          "none, fp16 or bf16 (CHOCO-style compressed gossip is not implemented yet)");
+  }
   plan->sim.network = read_network(root.child("network"));
   plan->sim.compute = read_compute(root.child("compute"));
   plan->sim.seed = plan->seed;

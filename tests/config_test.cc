@@ -118,7 +118,7 @@ TEST(BuildRun, UnknownPluginKindListsKnownNames) {
   expect_config_error(base_with({"protocol.kind=fedavgg"}), "protocol.kind", {"known: dpsgd, fedavg"});
   expect_config_error(base_with({"data.dataset=mnistt"}), "data.dataset", {"known: fashion_mnist, synthetic"});
   expect_config_error(base_with({"data.partition.kind=diriclet"}), "data.partition.kind", {"dirichlet"});
-  expect_config_error(base_with({"compressor.kind=topkk"}), "compressor.kind", {"known: none"});
+  expect_config_error(base_with({"compressor.kind=topkk"}), "compressor.kind", {"known: bf16, fp16, none, qsgd, randk, sign, topk"});
   expect_config_error(base_with({"compute.kind=gaussian"}), "compute.kind", {"known: fixed, lognormal"});
 }
 

@@ -302,5 +302,28 @@ TEST(Modest, JoinersTrainOnlyAfterJoiningAndLeaversStopSending) {
   EXPECT_THROW(plan(modest({"protocol.crash.fraction=0.6", "protocol.join.fraction=0.5"})), ConfigError);
 }
 
+
+// ---------------------------------------------------------------- compressed FedAvg
+
+TEST(CompressedFedAvg, UplinkBytesFollowTheOperatorsFormula) {
+  // 12 clients, half per round, 12 rounds: 6 models down (full) and 6 scaled-sign updates up.
+  const std::int64_t d = 60 * 10 + 10;
+  const MemorySink s = run({"protocol.kind=fedavg", "topology.kind=star", "sampling.fraction=0.5", "eval={every: 3}",
+                            "compressor.kind=sign", "compressor.feedback=ef"});
+  const double down = 32 + 4.0 * d, up = 32 + 4 + static_cast<double>((d + 7) / 8);
+  EXPECT_EQ(s.last("bytes_total"), 12 * 6 * (down + up));
+  EXPECT_GT(s.last("test_accuracy"), 0.3);
+  // Both directions compressed.
+  const MemorySink both = run({"protocol.kind=fedavg", "topology.kind=star", "sampling.fraction=0.5", "eval={every: 3}",
+                               "compressor.kind=qsgd", "downlink_compressor.kind=bf16"});
+  const double qsgd_up = 32 + 4.0 * 2 + static_cast<double>((d * 4 + 7) / 8);  // 2 buckets of 512, 4-bit codes
+  EXPECT_EQ(both.last("bytes_total"), 12 * 6 * ((32 + 2.0 * d) + qsgd_up));
+}
+
+TEST(CompressedFedAvg, DecentralizedProtocolsRefuseLossySparsifiers) {
+  EXPECT_THROW(plan({"compressor.kind=topk"}), ConfigError);
+  EXPECT_NO_THROW(plan({"compressor.kind=bf16"}));
+}
+
 }  // namespace
 }  // namespace starling

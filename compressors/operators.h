@@ -1,0 +1,15 @@
+// Registration of the compression operators and the error-feedback wrapper.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "compressors/compressor.h"
+
+namespace starling {
+
+void register_operators(CompressorRegistry& registry);
+// Wraps `inner` for compressor.feedback: "none" returns it unchanged, "ef" adds error feedback.
+std::unique_ptr<Compressor> with_feedback(std::unique_ptr<Compressor> inner, const std::string& feedback);
+void require_finite(const Vector& v, const char* who);
+
+}  // namespace starling

@@ -1,0 +1,201 @@
+// Conformance suite over every registered compressor, plus each operator's own properties.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "compressors/compressor.h"
+
+namespace starling {
+namespace {
+
+std::unique_ptr<Compressor> make(const std::string& yaml) {
+  YAML::Node doc = YAML::Load("{compressor: " + yaml + "}");
+  Section root(doc);
+  Section s = root.child("compressor");
+  auto c = make_compressor(s);
+  root.reject_unknown_keys();
+  return c;
+}
+
+Vector random_vector(std::int64_t d, std::uint64_t seed) {
+  Rng rng(seed, 0, Purpose::kTest);
+  Vector v(d);
+  for (auto& x : v) x = static_cast<float>(rng.normal());
+  return v;
+}
+
+double sq(const Vector& v) { return static_cast<double>(v.squaredNorm()); }
+
+class Conformance : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Conformance, RoundTripShapeZeroesAndBadInput) {
+  auto c = make("{kind: " + GetParam() + "}");
+  Rng rng(1, 0, Purpose::kCompression);
+  for (std::int64_t d : {1, 7, 1000, 4099}) {
+    const Vector v = random_vector(d, static_cast<std::uint64_t>(d));
+    const Payload p = c->encode(v, rng);
+    const Vector back = c->decode(p, d);
+    ASSERT_EQ(back.size(), d);
+    EXPECT_TRUE(back.allFinite());
+    // Every operator keeps the vector's scale: the error is at most the vector itself (+ for unbiased ones, more).
+    EXPECT_LT(sq(back - v), 200.0 * sq(v) + 1e-9) << GetParam() << " d=" << d;
+    // Decoding garbage is an error, not a crash: truncate the payload by one byte.
+    if (!p.empty()) {
+      Payload cut(p.begin(), p.end() - 1);
+      EXPECT_THROW(c->decode(cut, d), Error) << GetParam();
+    }
+  }
+  const Vector zero = Vector::Zero(64);
+  EXPECT_EQ(c->decode(c->encode(zero, rng), 64), zero) << GetParam();
+  Vector bad = random_vector(16, 3);
+  bad[5] = std::nanf("");
+  if (GetParam() == "none") {  // lossless: NaN travels as it is
+    EXPECT_TRUE(std::isnan(c->decode(c->encode(bad, rng), 16)[5]));
+  } else {
+    EXPECT_THROW(c->encode(bad, rng), Error) << GetParam() << " must refuse NaN";
+  }
+  EXPECT_EQ(c->decode(c->encode(Vector(0), rng), 0).size(), 0) << GetParam();
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Conformance, ::testing::ValuesIn(compressor_registry().names()));
+
+TEST(Compressors, NoneIsLosslessAndHalfCastsAreClose) {
+  Rng rng(1, 0, Purpose::kCompression);
+  const Vector v = random_vector(5000, 9);
+  EXPECT_EQ(make("{kind: none}")->decode(make("{kind: none}")->encode(v, rng), 5000), v);
+  for (const char* kind : {"fp16", "bf16"}) {
+    auto c = make(std::string("{kind: ") + kind + "}");
+    const Payload p = c->encode(v, rng);
+    EXPECT_EQ(p.size(), 2u * 5000);
+    const Vector back = c->decode(p, 5000);
+    const double rel = std::string(kind) == "fp16" ? 1.0 / 2048 : 1.0 / 256;  // half an ulp
+    for (Eigen::Index i = 0; i < v.size(); ++i) EXPECT_LE(std::abs(back[i] - v[i]), rel * std::abs(v[i]) + 1e-7) << kind;
+  }
+  // Exactly representable values survive both casts; fp16 saturates to infinity beyond 65504.
+  Vector exact(3);
+  exact << 1.5f, -0.25f, 1024.0f;
+  EXPECT_EQ(make("{kind: fp16}")->decode(make("{kind: fp16}")->encode(exact, rng), 3), exact);
+  EXPECT_EQ(make("{kind: bf16}")->decode(make("{kind: bf16}")->encode(exact, rng), 3), exact);
+}
+
+TEST(Compressors, TopKKeepsTheKLargestAndIsContractive) {
+  Rng rng(1, 0, Purpose::kCompression);
+  const std::int64_t d = 10000;
+  const Vector v = random_vector(d, 4);
+  auto c = make("{kind: topk, ratio: 0.01}");
+  const Vector back = c->decode(c->encode(v, rng), d);
+  const auto kept = (back.array() != 0.0f).count();
+  EXPECT_EQ(kept, 100);
+  float smallest_kept = INFINITY, largest_dropped = 0.0f;
+  for (Eigen::Index i = 0; i < d; ++i) {
+    if (back[i] != 0.0f) {
+      EXPECT_EQ(back[i], v[i]);  // kept values are exact
+      smallest_kept = std::min(smallest_kept, std::abs(v[i]));
+    } else {
+      largest_dropped = std::max(largest_dropped, std::abs(v[i]));
+    }
+  }
+  EXPECT_GE(smallest_kept, largest_dropped);
+  EXPECT_LE(sq(back - v), (1.0 - 100.0 / d) * sq(v));  // delta = k / d
+  // k instead of a ratio.
+  EXPECT_EQ((make("{kind: topk, k: 7}")->decode(make("{kind: topk, k: 7}")->encode(v, rng), d).array() != 0).count(), 7);
+}
+
+TEST(Compressors, TopKPicksTheSmallestIndexCoding) {
+  Rng rng(1, 0, Purpose::kCompression);
+  auto c = make("{kind: topk, k: 10}");
+  // Spread indices in a large vector: 32-bit indices (40 B) beat varints of big gaps? no: deltas of
+  // ~100k need 3 bytes each (30 B), and the bitmap would be 125 kB. Expect varints.
+  Vector sparse = Vector::Zero(1'000'000);
+  for (int j = 0; j < 10; ++j) sparse[j * 99'991 + 5] = 1.0f + j;
+  const Payload p = c->encode(sparse, rng);
+  EXPECT_EQ(p[4 + 40], 1) << "delta-varint coding";
+  EXPECT_EQ(p.size(), 4u + 40 + 1 + 1 * 1 + 9 * 3);  // first delta 5 (1 B), then 99,991 (3 B) x 9
+  EXPECT_EQ(c->decode(p, 1'000'000), sparse);
+  // Dense selection in a short vector: the bitmap (ceil(40/8) = 5 B) wins.
+  auto half = make("{kind: topk, k: 20}");
+  const Vector v = random_vector(40, 2);
+  const Payload q = half->encode(v, rng);
+  EXPECT_EQ(q[4 + 80], 2) << "bitmap coding";
+  EXPECT_EQ(q.size(), 4u + 80 + 1 + 5);
+}
+
+TEST(Compressors, RandKUnbiasedAndSeedOnly) {
+  const std::int64_t d = 200;
+  const Vector v = random_vector(d, 5);
+  auto c = make("{kind: randk, ratio: 0.1}");
+  Rng rng(2, 0, Purpose::kCompression);
+  const Payload p = c->encode(v, rng);
+  EXPECT_EQ(p.size(), 8u + 4 + 4 * 20) << "seed + k + values: no indices";
+  Vector mean = Vector::Zero(d);
+  const int draws = 4000;
+  for (int t = 0; t < draws; ++t) mean += c->decode(c->encode(v, rng), d) / draws;
+  // Each coordinate: variance (d/k - 1) v_j^2 per draw; 5 standard errors.
+  for (Eigen::Index j = 0; j < d; ++j) EXPECT_NEAR(mean[j], v[j], 5.0 * std::sqrt(9.0 / draws) * std::abs(v[j]) + 1e-6);
+  // The biased variant is contractive instead.
+  auto biased = make("{kind: randk, ratio: 0.1, unbiased: false}");
+  EXPECT_LE(sq(biased->decode(biased->encode(v, rng), d) - v), sq(v));
+}
+
+TEST(Compressors, QsgdUnbiasedWithTheDocumentedSize) {
+  const std::int64_t d = 1000;
+  const Vector v = random_vector(d, 6);
+  auto c = make("{kind: qsgd, levels: 7, bucket: 128}");  // 4-bit codes: sign + 3 level bits
+  Rng rng(3, 0, Purpose::kCompression);
+  EXPECT_EQ(c->encode(v, rng).size(), static_cast<std::size_t>(4 * 8 + (d * 4 + 7) / 8));
+  Vector mean = Vector::Zero(d);
+  const int draws = 3000;
+  for (int t = 0; t < draws; ++t) mean += c->decode(c->encode(v, rng), d) / draws;
+  // |Q(v)_j - v_j| <= bucket norm / s per draw.
+  const double bound = 5.0 * v.segment(0, 128).norm() / 7.0 / std::sqrt(draws) * 2.0;
+  for (Eigen::Index j = 0; j < d; ++j) EXPECT_NEAR(mean[j], v[j], bound);
+}
+
+TEST(Compressors, ScaledSignSizeAndContraction) {
+  const std::int64_t d = 777;
+  const Vector v = random_vector(d, 7);
+  auto c = make("{kind: sign}");
+  Rng rng(4, 0, Purpose::kCompression);
+  const Payload p = c->encode(v, rng);
+  EXPECT_EQ(p.size(), static_cast<std::size_t>(4 + (d + 7) / 8));
+  const Vector back = c->decode(p, d);
+  const double l1 = v.cwiseAbs().sum();
+  EXPECT_NEAR(back.cwiseAbs().sum(), l1, 1e-2);
+  // ||C(v) - v||^2 = ||v||^2 - ||v||_1^2 / d: contractive with delta = ||v||_1^2 / (d ||v||^2).
+  EXPECT_NEAR(sq(back - v), sq(v) - l1 * l1 / d, 1e-2);
+}
+
+TEST(Compressors, ErrorFeedbackCarriesWhatWasNotSent) {
+  // EF telescopes: the sum of everything sent plus the final residual equals the sum of inputs.
+  auto c = make("{kind: topk, ratio: 0.05, feedback: ef}");
+  Rng rng(5, 0, Purpose::kCompression);
+  const std::int64_t d = 400;
+  Vector inputs = Vector::Zero(d), sent = Vector::Zero(d);
+  for (int t = 0; t < 30; ++t) {
+    const Vector v = random_vector(d, 100 + static_cast<std::uint64_t>(t));
+    inputs += v;
+    sent += c->decode(c->encode(v, rng), d);
+  }
+  // What is still owed is bounded (a contractive operator keeps the residual from growing) and
+  // makes up the difference exactly: push it out with zero inputs until it is gone.
+  const double owed = sq(inputs - sent);
+  EXPECT_GT(owed, 0.0);
+  for (int t = 0; t < 200; ++t) sent += c->decode(c->encode(Vector::Zero(d), rng), d);
+  EXPECT_LT(sq(inputs - sent), 1e-6 * owed);
+  // Without feedback the same loop loses the dropped coordinates for good.
+  auto plain = make("{kind: topk, ratio: 0.05}");
+  Vector plain_sent = Vector::Zero(d);
+  for (int t = 0; t < 30; ++t) plain_sent += plain->decode(plain->encode(random_vector(d, 100 + static_cast<std::uint64_t>(t)), rng), d);
+  EXPECT_GT(sq(inputs - plain_sent), 0.5 * sq(inputs));
+}
+
+TEST(Compressors, ConfigErrors) {
+  EXPECT_THROW(make("{kind: topk, ratio: 0}"), ConfigError);
+  EXPECT_THROW(make("{kind: qsgd, levels: 0}"), ConfigError);
+  EXPECT_THROW(make("{kind: topk, feedback: ef22}"), ConfigError);
+  EXPECT_THROW(make("{kind: none, ratio: 0.1}"), ConfigError);  // a key the operator does not take
+  EXPECT_THROW(make("{kind: zip}"), ConfigError);
+}
+
+}  // namespace
+}  // namespace starling
