@@ -214,7 +214,7 @@ class RandomRegular final : public RandomTopology {
   RandomRegular(int degree, int resample_every) : RandomTopology(resample_every), degree_(degree) { key_ = "topology.degree"; }
 
  protected:
-  // Stub matching (Steger-Wormald): every node holds `degree` stubs; random pairs of free stubs
+  // Half-edge matching (Steger-Wormald): every node holds `degree` half-edges; random pairs of free ones
   // are joined unless they would make a self-loop or a double edge; a draw that gets stuck
   // restarts. Unlike plain rejection of whole pairings, this works for larger degrees.
   Graph draw(int n, Rng& rng) const override {
@@ -222,26 +222,26 @@ class RandomRegular final : public RandomTopology {
       throw ConfigError("topology.degree", std::to_string(degree_) + " is impossible on " + std::to_string(n) +
                                                " nodes: need degree < nodes and nodes x degree even");
     for (int attempt = 0; attempt < 100; ++attempt) {
-      std::vector<NodeId> stubs;
-      for (NodeId i = 0; i < n; ++i) stubs.insert(stubs.end(), static_cast<std::size_t>(degree_), i);
+      std::vector<NodeId> half_edges;
+      for (NodeId i = 0; i < n; ++i) half_edges.insert(half_edges.end(), static_cast<std::size_t>(degree_), i);
       std::set<std::pair<NodeId, NodeId>> edges;
       const auto valid = [&](NodeId a, NodeId b) { return a != b && !edges.count({std::min(a, b), std::max(a, b)}); };
       bool stuck = false;
-      while (!stubs.empty() && !stuck) {
+      while (!half_edges.empty() && !stuck) {
         bool joined = false;
         for (int t = 0; t < 100 && !joined; ++t) {
-          auto i = static_cast<std::size_t>(rng.below(stubs.size())), j = static_cast<std::size_t>(rng.below(stubs.size()));
-          if (i == j || !valid(stubs[i], stubs[j])) continue;
-          edges.insert({std::min(stubs[i], stubs[j]), std::max(stubs[i], stubs[j])});
+          auto i = static_cast<std::size_t>(rng.below(half_edges.size())), j = static_cast<std::size_t>(rng.below(half_edges.size()));
+          if (i == j || !valid(half_edges[i], half_edges[j])) continue;
+          edges.insert({std::min(half_edges[i], half_edges[j]), std::max(half_edges[i], half_edges[j])});
           if (i < j) std::swap(i, j);  // remove the later index first
-          stubs[i] = stubs.back(), stubs.pop_back();
-          stubs[j] = stubs.back(), stubs.pop_back();
+          half_edges[i] = half_edges.back(), half_edges.pop_back();
+          half_edges[j] = half_edges.back(), half_edges.pop_back();
           joined = true;
         }
         if (!joined) {  // random tries failed: is any valid pair left at all?
           stuck = true;
-          for (std::size_t i = 0; i < stubs.size() && stuck; ++i)
-            for (std::size_t j = i + 1; j < stubs.size() && stuck; ++j) stuck = !valid(stubs[i], stubs[j]);
+          for (std::size_t i = 0; i < half_edges.size() && stuck; ++i)
+            for (std::size_t j = i + 1; j < half_edges.size() && stuck; ++j) stuck = !valid(half_edges[i], half_edges[j]);
         }
       }
       if (stuck) continue;
