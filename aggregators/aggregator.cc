@@ -1,5 +1,7 @@
 #include "aggregators/aggregator.h"
 
+#include "aggregators/robust.h"
+
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
@@ -46,6 +48,7 @@ AggregatorRegistry& aggregator_registry() {
   static AggregatorRegistry registry = [] {
     AggregatorRegistry r("aggregator");
     r.add("mean", "mean weighted by sample counts (FedAvg)", [](Section&) { return std::make_unique<Mean>(); });
+    register_robust_aggregators(r);
     return r;
   }();
   return registry;

@@ -11,6 +11,46 @@ class ServerSgd final : public ServerOptimizer {
  private:
   float lr_;
 };
+// FedAvgM: m <- beta m + update; model += lr m.
+class ServerMomentum final : public ServerOptimizer {
+ public:
+  ServerMomentum(float lr, float beta) : lr_(lr), beta_(beta) {}
+  void apply(Vector& model, const Vector& update) override {
+    if (m_.size() != update.size()) m_ = Vector::Zero(update.size());
+    m_ = beta_ * m_ + update;
+    model += lr_ * m_;
+  }
+
+ private:
+  float lr_, beta_;
+  Vector m_;
+};
+
+// FedOpt (Reddi et al., card 9.4), without bias correction, as in the paper:
+// m <- b1 m + (1 - b1) u; v per rule; model += lr m / (sqrt(v) + tau).
+class FedOpt final : public ServerOptimizer {
+ public:
+  enum class Rule { kAdam, kYogi, kAdagrad };
+  FedOpt(Rule rule, float lr, float beta1, float beta2, float tau)
+      : rule_(rule), lr_(lr), beta1_(beta1), beta2_(beta2), tau_(tau) {}
+  void apply(Vector& model, const Vector& update) override {
+    if (m_.size() != update.size()) m_ = Vector::Zero(update.size()), v_ = Vector::Zero(update.size());
+    m_ = beta1_ * m_ + (1.0f - beta1_) * update;
+    const Vector sq = update.array().square().matrix();
+    switch (rule_) {
+      case Rule::kAdam: v_ = beta2_ * v_ + (1.0f - beta2_) * sq; break;
+      case Rule::kYogi: v_ = (v_.array() - (1.0f - beta2_) * sq.array() * (v_ - sq).array().sign()).matrix(); break;
+      case Rule::kAdagrad: v_ += sq; break;
+    }
+    model.array() += lr_ * m_.array() / (v_.array().sqrt() + tau_);
+  }
+
+ private:
+  Rule rule_;
+  float lr_, beta1_, beta2_, tau_;
+  Vector m_, v_;
+};
+
 }  // namespace
 
 ServerOptimizerRegistry& server_optimizer_registry() {
@@ -19,6 +59,19 @@ ServerOptimizerRegistry& server_optimizer_registry() {
     r.add("sgd", "model += lr * mean update (lr 1.0 is plain FedAvg)", [](Section& s) {
       return std::make_unique<ServerSgd>(static_cast<float>(s.get_double("lr", 1.0, 0.0, 1e6, true)));
     });
+    r.add("momentum", "FedAvgM: server momentum beta on the mean update", [](Section& s) {
+      const auto lr = static_cast<float>(s.get_double("lr", 1.0, 0.0, 1e6, true));
+      return std::make_unique<ServerMomentum>(lr, static_cast<float>(s.get_double("beta", 0.9, 0.0, 1.0)));
+    });
+    const auto fedopt = [](Section& s, FedOpt::Rule rule) {
+      const auto lr = static_cast<float>(s.get_double("lr", 0.01, 0.0, 1e6, true));
+      const auto beta1 = static_cast<float>(s.get_double("beta1", 0.9, 0.0, 1.0));
+      const auto beta2 = static_cast<float>(s.get_double("beta2", 0.99, 0.0, 1.0));
+      return std::make_unique<FedOpt>(rule, lr, beta1, beta2, static_cast<float>(s.get_double("tau", 1e-3, 0.0, 1e6, true)));
+    };
+    r.add("adam", "FedAdam", [fedopt](Section& s) { return fedopt(s, FedOpt::Rule::kAdam); });
+    r.add("yogi", "FedYogi", [fedopt](Section& s) { return fedopt(s, FedOpt::Rule::kYogi); });
+    r.add("adagrad", "FedAdagrad", [fedopt](Section& s) { return fedopt(s, FedOpt::Rule::kAdagrad); });
     return r;
   }();
   return registry;
