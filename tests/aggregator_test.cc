@@ -9,18 +9,14 @@
 #include "aggregators/aggregator.h"
 #include "aggregators/server_optimizer.h"
 #include "core/rng.h"
+#include "test_util.h"
 
 namespace starling {
 namespace {
 
 template <typename R>
 auto make(const R& registry, const std::string& yaml) {
-  YAML::Node doc = YAML::Load("{section: " + yaml + "}");
-  Section root(doc);
-  Section s = root.child("section");
-  auto made = registry.create(s.get<std::string>("kind", ""), s.path("kind"), s);
-  root.reject_unknown_keys();
-  return made;
+  return test::from_section(yaml, [&](Section& s) { return registry.create(s.get<std::string>("kind", ""), s.path("kind"), s); });
 }
 
 Vector random_vector(std::int64_t d, std::uint64_t seed, double scale = 1.0) {

@@ -4,18 +4,12 @@
 #include <cmath>
 
 #include "compressors/compressor.h"
+#include "test_util.h"
 
 namespace starling {
 namespace {
 
-std::unique_ptr<Compressor> make(const std::string& yaml) {
-  YAML::Node doc = YAML::Load("{compressor: " + yaml + "}");
-  Section root(doc);
-  Section s = root.child("compressor");
-  auto c = make_compressor(s);
-  root.reject_unknown_keys();
-  return c;
-}
+std::unique_ptr<Compressor> make(const std::string& yaml) { return test::from_section(yaml, make_compressor); }
 
 Vector random_vector(std::int64_t d, std::uint64_t seed) {
   Rng rng(seed, 0, Purpose::kTest);

@@ -20,10 +20,24 @@
 #include <vector>
 
 #include "core/metric_sink.h"
+#include "core/section.h"
 
 extern char** environ;
 
 namespace starling::test {
+
+// Builds something from `yaml` read as one config section (make(Section&)), then rejects any key
+// the maker did not read, as the real config loader does.
+template <typename Make>
+auto from_section(const std::string& yaml, Make make) {
+  YAML::Node doc = YAML::Load("{section: " + yaml + "}");
+  Section root(doc);
+  Section section = root.child("section");
+  auto made = make(section);
+  root.reject_unknown_keys();
+  return made;
+}
+
 
 // A fresh folder under the system temp dir, removed with everything in it at scope exit.
 class TempDir {

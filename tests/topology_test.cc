@@ -13,12 +13,9 @@ namespace starling {
 namespace {
 
 std::unique_ptr<Topology> topology(const std::string& yaml) {
-  YAML::Node doc = YAML::Load("{topology: " + yaml + "}");
-  Section root(doc);
-  Section s = root.child("topology");
-  auto t = topology_registry().create(s.get<std::string>("kind", "star"), s.path("kind"), s);
-  root.reject_unknown_keys();
-  return t;
+  return test::from_section(yaml, [](Section& s) {
+    return topology_registry().create(s.get<std::string>("kind", "star"), s.path("kind"), s);
+  });
 }
 
 std::vector<std::size_t> degrees(const Graph& g) {
