@@ -20,6 +20,13 @@ Vector random_vector(std::int64_t d, std::uint64_t seed) {
 
 double sq(const Vector& v) { return static_cast<double>(v.squaredNorm()); }
 
+// The average of `draws` round trips of v: tends to v for an unbiased operator.
+Vector mean_of_draws(Compressor& c, const Vector& v, Rng& rng, int draws) {
+  Vector mean = Vector::Zero(v.size());
+  for (int t = 0; t < draws; ++t) mean += c.decode(c.encode(v, rng), v.size()) / static_cast<float>(draws);
+  return mean;
+}
+
 class Conformance : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Conformance, RoundTripShapeZeroesAndBadInput) {
@@ -121,9 +128,8 @@ TEST(Compressors, RandKUnbiasedAndSeedOnly) {
   Rng rng(2, 0, Purpose::kCompression);
   const Payload p = c->encode(v, rng);
   EXPECT_EQ(p.size(), 8u + 4 + 4 * 20) << "seed + k + values: no indices";
-  Vector mean = Vector::Zero(d);
   const int draws = 4000;
-  for (int t = 0; t < draws; ++t) mean += c->decode(c->encode(v, rng), d) / draws;
+  const Vector mean = mean_of_draws(*c, v, rng, draws);
   // Each coordinate: variance (d/k - 1) v_j^2 per draw; 5 standard errors.
   for (Eigen::Index j = 0; j < d; ++j) EXPECT_NEAR(mean[j], v[j], 5.0 * std::sqrt(9.0 / draws) * std::abs(v[j]) + 1e-6);
   // The biased variant is contractive instead.
@@ -137,9 +143,8 @@ TEST(Compressors, QsgdUnbiasedWithTheDocumentedSize) {
   auto c = make("{kind: qsgd, levels: 7, bucket: 128}");  // 4-bit codes: sign + 3 level bits
   Rng rng(3, 0, Purpose::kCompression);
   EXPECT_EQ(c->encode(v, rng).size(), static_cast<std::size_t>(4 * 8 + (d * 4 + 7) / 8));
-  Vector mean = Vector::Zero(d);
   const int draws = 3000;
-  for (int t = 0; t < draws; ++t) mean += c->decode(c->encode(v, rng), d) / draws;
+  const Vector mean = mean_of_draws(*c, v, rng, draws);
   // |Q(v)_j - v_j| <= bucket norm / s per draw.
   const double bound = 5.0 * v.segment(0, 128).norm() / 7.0 / std::sqrt(draws) * 2.0;
   for (Eigen::Index j = 0; j < d; ++j) EXPECT_NEAR(mean[j], v[j], bound);
