@@ -57,8 +57,8 @@ def torch_run(args, threads):
     """Median TOTAL secs of the reference loop (its round loop: data loading excluded)."""
     secs, acc = [], None
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    # The baseline's own advice: torch over OpenBLAS's OpenMP build. libopenblas-dev (our yardstick)
-    # makes the pthread build the system default, and torch's OpenMP threads fight it (2 threads: ~3x
+    # The baseline's own advice: torch over OpenBLAS's OpenMP build. Whichever OpenBLAS build is the
+    # system default (serial or pthread), torch's OpenMP threads fight it (pthread at 2 threads: ~3x
     # slower than 1), so point torch's BLAS at the OpenMP build explicitly.
     openmp_blas = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
     if os.path.isdir(openmp_blas):

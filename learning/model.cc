@@ -1,5 +1,7 @@
 #include "learning/model.h"
 
+#include "learning/gemm.h"
+
 #include <cmath>
 
 namespace starling {
@@ -38,8 +40,13 @@ void Mlp::forward(const Vector& params, const Eigen::Ref<const Matrix>& x, Works
     ConstMap wt(params.data() + L.w_offset, L.in, L.out);
     Eigen::Map<const Eigen::RowVectorXf> b(params.data() + L.b_offset, L.out);
     Matrix& z = ws.z[l];
-    if (l == 0) z.noalias() = x.transpose() * wt;  // x holds one sample per column
-    else z.noalias() = ws.a[l - 1] * wt;
+    if (l == 0) {  // x holds one sample per column
+      z.resize(x.cols(), L.out);
+      gemm(Op::kTranspose, x, Op::kNone, wt, z);
+    } else {
+      z.resize(ws.a[l - 1].rows(), L.out);
+      gemm(Op::kNone, ws.a[l - 1], Op::kNone, wt, z);
+    }
     z.rowwise() += b;
     if (l + 1 < n_layers) ws.a[l] = z.cwiseMax(0.0f);
   }
@@ -70,12 +77,13 @@ double Mlp::loss_and_gradient(const Vector& params, const Eigen::Ref<const Matri
     const Layer& L = layers_[l];
     MutMap gwt(grad.data() + L.w_offset, L.in, L.out);
     Eigen::Map<Eigen::RowVectorXf> gb(grad.data() + L.b_offset, L.out);
-    if (l == 0) gwt.noalias() = x * delta;
-    else gwt.noalias() = ws.a[l - 1].transpose() * delta;
+    if (l == 0) gemm(Op::kNone, x, Op::kNone, delta, gwt);
+    else gemm(Op::kTranspose, ws.a[l - 1], Op::kNone, delta, gwt);
     gb = delta.colwise().sum();
     if (l == 0) break;  // no gradient with respect to the inputs
     ConstMap wt(params.data() + L.w_offset, L.in, L.out);
-    ws.delta_prev.noalias() = delta * wt.transpose();
+    ws.delta_prev.resize(delta.rows(), L.in);
+    gemm(Op::kNone, delta, Op::kTranspose, wt, ws.delta_prev);
     ws.delta_prev.array() *= (ws.z[l - 1].array() > 0.0f).cast<float>();
     std::swap(ws.delta, ws.delta_prev);
   }
