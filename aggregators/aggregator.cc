@@ -21,6 +21,7 @@ namespace {
 // are added in sender order, so every coordinate's sum has one fixed order.
 class Mean final : public Aggregator {
  public:
+  bool is_weighted_mean() const override { return true; }
   Vector combine(std::span<const Contribution> contributions) override {
     if (contributions.empty()) throw Error("mean aggregator: no contributions to combine");
     const auto sorted = sorted_by_sender(contributions);

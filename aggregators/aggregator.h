@@ -21,6 +21,9 @@ class Aggregator {
   // Contributions may arrive in any order; implementations order them by sender, so the result
   // is the same for any arrival order and thread count.
   virtual Vector combine(std::span<const Contribution> contributions) = 0;
+  // True for the weighted mean: a server may then average linear encodings (sketches) before
+  // decoding, which gives the same mean.
+  virtual bool is_weighted_mean() const { return false; }
 };
 
 using AggregatorRegistry = Registry<Aggregator, Section&>;

@@ -23,6 +23,18 @@ Vector decode_fp32(const Payload& payload, std::int64_t dim) {
   return v;
 }
 
+Vector Compressor::decode_mean(std::span<const Payload* const> payloads, std::span<const double> weights,
+                               std::int64_t dim) {
+  Vector sum = Vector::Zero(dim);
+  double total = 0.0;
+  for (std::size_t i = 0; i < payloads.size(); ++i) {
+    sum += static_cast<float>(weights[i]) * decode(*payloads[i], dim);
+    total += weights[i];
+  }
+  if (total > 0.0) sum /= static_cast<float>(total);
+  return sum;
+}
+
 namespace {
 class NoCompression final : public Compressor {
  public:
@@ -35,17 +47,17 @@ class NoCompression final : public Compressor {
 CompressorRegistry& compressor_registry() {
   static CompressorRegistry registry = [] {
     CompressorRegistry r("compressor");
-    r.add("none", "dense float32, 4 bytes per coordinate", [](Section&) { return std::make_unique<NoCompression>(); });
+    r.add("none", "dense float32, 4 bytes per coordinate",
+          [](Section&, std::span<const TensorShape>) { return std::make_unique<NoCompression>(); });
     register_operators(r);
     return r;
   }();
   return registry;
 }
 
-std::unique_ptr<Compressor> make_compressor(Section& section) {
+std::unique_ptr<Compressor> make_compressor(Section& section, std::span<const TensorShape> tensors) {
   const auto kind = section.get<std::string>("kind", "none");
-  auto op = compressor_registry().create(kind, section.path("kind"), section);
-  return with_feedback(std::move(op), section.get_choice("feedback", "none", {"none", "ef"}));
+  return with_feedback(compressor_registry().create(kind, section.path("kind"), section, tensors), section);
 }
 
 }  // namespace starling

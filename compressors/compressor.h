@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "core/registry.h"
@@ -20,6 +21,19 @@ class Compressor {
   virtual Payload encode(const Vector& v, Rng& rng) = 0;
   // Throws Error if the bytes are not a valid encoding of a `dim`-vector (bad network input).
   virtual Vector decode(const Payload& payload, std::int64_t dim) = 0;
+  // What a receiver makes of `sender`'s message: the decoded vector, except for feedback schemes
+  // whose messages are increments of a per-sender estimate (ef21, econtrol): then this object,
+  // the receiver's, keeps the estimate per sender and returns it.
+  virtual Vector receive(NodeId sender, const Payload& payload, std::int64_t dim) {
+    (void)sender;
+    return decode(payload, dim);
+  }
+  // Linear operators (count_sketch) can add encodings before decoding once, as FetchSGD's server
+  // does: decode_mean returns the weighted mean reconstructed from the weighted mean of the
+  // encodings. Others decode each payload and average.
+  virtual bool linear() const { return false; }
+  virtual Vector decode_mean(std::span<const Payload* const> payloads, std::span<const double> weights,
+                             std::int64_t dim);
   // A fresh object with the same settings: compressor state (residuals) is per node.
   virtual std::unique_ptr<Compressor> clone() const = 0;
 };
@@ -28,11 +42,13 @@ class Compressor {
 Payload encode_fp32(const Vector& v);
 Vector decode_fp32(const Payload& payload, std::int64_t dim);
 
-using CompressorRegistry = Registry<Compressor, Section&>;
+// Operators by name: factory(section, the model's tensors). Tensor shapes matter to low-rank
+// operators (powersgd); the others see one flat vector.
+using CompressorRegistry = Registry<Compressor, Section&, std::span<const TensorShape>>;
 CompressorRegistry& compressor_registry();
 
 // The operator a config section names (`kind`, default none) with its parameters, wrapped for
-// `feedback` (none | ef).
-std::unique_ptr<Compressor> make_compressor(Section& section);
+// `feedback` (none | ef | ef21 | econtrol).
+std::unique_ptr<Compressor> make_compressor(Section& section, std::span<const TensorShape> tensors = {});
 
 }  // namespace starling

@@ -301,80 +301,62 @@ class Qsgd final : public Compressor {
 
 // ---------------------------------------------------------------- scaled sign
 
-// (||v||_1 / d) * sign(v): a float32 scale then one bit per coordinate (1 = negative).
-class ScaledSign final : public Compressor {
+// Scaled sign (EF-signSGD): a float32 scale ||v||_1 / d, then one bit per coordinate (1 = negative).
+// Plain sign (signSGD, `scaled: false`): the bits alone, decoded as +-1; pair it with the
+// majority_vote aggregator for signSGD with majority vote.
+class Sign final : public Compressor {
  public:
+  explicit Sign(bool scaled) : scaled_(scaled) {}
   Payload encode(const Vector& v, Rng&) override {
     require_finite(v, "sign");
     const std::int64_t d = v.size();
-    const float scale = d > 0 ? v.cwiseAbs().sum() / static_cast<float>(d) : 0.0f;
-    Payload out(static_cast<std::size_t>(4 + (d + 7) / 8), 0);
-    std::memcpy(out.data(), &scale, 4);
+    const std::size_t head = scaled_ ? 4 : 0;
+    Payload out(head + static_cast<std::size_t>((d + 7) / 8), 0);
+    if (scaled_) {
+      const float scale = d > 0 ? v.cwiseAbs().sum() / static_cast<float>(d) : 0.0f;
+      std::memcpy(out.data(), &scale, 4);
+    }
     for (std::int64_t j = 0; j < d; ++j)
-      if (v[j] < 0.0f) out[4 + j / 8] |= static_cast<std::uint8_t>(1u << (j % 8));
+      if (v[j] < 0.0f) out[head + j / 8] |= static_cast<std::uint8_t>(1u << (j % 8));
     return out;
   }
   Vector decode(const Payload& p, std::int64_t d) override {
-    if (p.size() != static_cast<std::size_t>(4 + (d + 7) / 8)) ByteReader(p, "sign").fail("size does not match the model");
-    float scale;
-    std::memcpy(&scale, p.data(), 4);
+    const std::size_t head = scaled_ ? 4 : 0;
+    if (p.size() != head + static_cast<std::size_t>((d + 7) / 8)) ByteReader(p, "sign").fail("size does not match the model");
+    float scale = 1.0f;
+    if (scaled_) std::memcpy(&scale, p.data(), 4);
     Vector out(d);
-    for (std::int64_t j = 0; j < d; ++j) out[j] = p[4 + j / 8] >> (j % 8) & 1u ? -scale : scale;
+    for (std::int64_t j = 0; j < d; ++j) out[j] = p[head + j / 8] >> (j % 8) & 1u ? -scale : scale;
     return out;
   }
-  std::unique_ptr<Compressor> clone() const override { return std::make_unique<ScaledSign>(); }
-};
-
-// ---------------------------------------------------------------- error feedback
-
-// EF (Seide et al.; Karimireddy et al.): send C(v + e) and keep e <- v + e - decode(C(v + e)).
-// The residual is this node's state; the receiver decodes as for the inner operator.
-class ErrorFeedback final : public Compressor {
- public:
-  explicit ErrorFeedback(std::unique_ptr<Compressor> inner) : inner_(std::move(inner)) {}
-  Payload encode(const Vector& v, Rng& rng) override {
-    if (residual_.size() != v.size()) residual_ = Vector::Zero(v.size());
-    const Vector corrected = v + residual_;
-    Payload out = inner_->encode(corrected, rng);
-    residual_ = corrected - inner_->decode(out, v.size());
-    return out;
-  }
-  Vector decode(const Payload& p, std::int64_t d) override { return inner_->decode(p, d); }
-  std::unique_ptr<Compressor> clone() const override { return std::make_unique<ErrorFeedback>(inner_->clone()); }
-  const Vector& residual() const { return residual_; }
+  std::unique_ptr<Compressor> clone() const override { return std::make_unique<Sign>(scaled_); }
 
  private:
-  std::unique_ptr<Compressor> inner_;
-  Vector residual_;
+  bool scaled_;
 };
 
 }  // namespace
 
 void register_operators(CompressorRegistry& r) {
   r.add("fp16", "IEEE half precision, 2 bytes per coordinate",
-        [](Section&) { return std::make_unique<Cast16<float_to_half, half_to_float>>("fp16"); });
+        [](Section&, std::span<const TensorShape>) { return std::make_unique<Cast16<float_to_half, half_to_float>>("fp16"); });
   r.add("bf16", "bfloat16 (the upper half of float32, rounded), 2 bytes per coordinate",
-        [](Section&) { return std::make_unique<Cast16<float_to_bf16, bf16_to_float>>("bf16"); });
-  r.add("topk", "the k largest magnitudes (ratio or k), values + the smallest index coding", [](Section& s) {
+        [](Section&, std::span<const TensorShape>) { return std::make_unique<Cast16<float_to_bf16, bf16_to_float>>("bf16"); });
+  r.add("topk", "the k largest magnitudes (ratio or k), values + the smallest index coding", [](Section& s, std::span<const TensorShape>) {
     const double ratio = s.get_double("ratio", 0.01, 0.0, 1.0, true);
     return std::make_unique<TopK>(ratio, s.get_int("k", 0, 0));
   });
-  r.add("randk", "k random coordinates from a seed that travels instead of indices", [](Section& s) {
+  r.add("randk", "k random coordinates from a seed that travels instead of indices", [](Section& s, std::span<const TensorShape>) {
     const double ratio = s.get_double("ratio", 0.01, 0.0, 1.0, true);
     const auto k = s.get_int("k", 0, 0);
     return std::make_unique<RandK>(ratio, k, s.get<bool>("unbiased", true));
   });
-  r.add("qsgd", "stochastic quantisation to s levels per bucket norm, packed bits", [](Section& s) {
+  r.add("qsgd", "stochastic quantisation to s levels per bucket norm, packed bits", [](Section& s, std::span<const TensorShape>) {
     const int levels = static_cast<int>(s.get_int("levels", 7, 1, 1 << 20));
     return std::make_unique<Qsgd>(levels, static_cast<int>(s.get_int("bucket", 512, 1, 1 << 30)));
   });
-  r.add("sign", "scaled sign: ||v||_1 / d times one sign bit per coordinate",
-        [](Section&) { return std::make_unique<ScaledSign>(); });
-}
-
-std::unique_ptr<Compressor> with_feedback(std::unique_ptr<Compressor> inner, const std::string& feedback) {
-  if (feedback == "ef") return std::make_unique<ErrorFeedback>(std::move(inner));
-  return inner;
+  r.add("sign", "one sign bit per coordinate, scaled by ||v||_1 / d (scaled: false for plain +-1)",
+        [](Section& s, std::span<const TensorShape>) { return std::make_unique<Sign>(s.get<bool>("scaled", true)); });
 }
 
 }  // namespace starling

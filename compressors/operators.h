@@ -8,8 +8,8 @@
 namespace starling {
 
 void register_operators(CompressorRegistry& registry);
-// Wraps `inner` for compressor.feedback: "none" returns it unchanged, "ef" adds error feedback.
-std::unique_ptr<Compressor> with_feedback(std::unique_ptr<Compressor> inner, const std::string& feedback);
+// Wraps `inner` for the section's `feedback` (none | ef | ef21 | econtrol, with `eta`).
+std::unique_ptr<Compressor> with_feedback(std::unique_ptr<Compressor> inner, Section& section);
 void require_finite(const Vector& v, const char* who);
 
 }  // namespace starling

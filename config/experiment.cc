@@ -163,10 +163,11 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   parts.aggregator = make_plugin(aggregator_registry(), aggregator, "mean");
   Section server_optimizer = root.child("server_optimizer");
   parts.server_optimizer = make_plugin(server_optimizer_registry(), server_optimizer, "sgd");
+  // Compressors are built once the model's tensor shapes are known (powersgd needs them); their
+  // names are checked now.
   Section uplink = root.child("compressor");
-  parts.uplink = make_compressor(uplink);
   Section downlink = root.child("downlink_compressor");
-  parts.downlink = make_compressor(downlink);
+  for (Section* s : {&uplink, &downlink}) compressor_registry().require(s->get<std::string>("kind", "none"), s->path("kind"));
   if (!server_based) {  // compressed gossip needs public copies of neighbours' models (CHOCO), not here yet
     const auto kind = uplink.get<std::string>("kind", "none");
     if (kind != "none" && kind != "fp16" && kind != "bf16")
@@ -197,6 +198,8 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   task->test = &plan->data->test;
   task->model = plan->model.get();
   parts.task = task.get();
+  parts.uplink = make_compressor(uplink, plan->model->tensors());
+  parts.downlink = make_compressor(downlink, plan->model->tensors());
   Rng init_rng(plan->seed, kNoNode, Purpose::kModelInit);
   parts.initial_model = plan->model->init(init_rng);
   plan->nodes = std::move(*protocol_registry().create(protocol_kind, protocol.path("kind"), protocol, parts));

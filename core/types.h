@@ -10,6 +10,12 @@ using Vector = Eigen::VectorXf;
 // Column-major float matrix; a batch of samples is one column per sample.
 using Matrix = Eigen::MatrixXf;
 
+// One parameter tensor of a flat model vector: `size` floats from `offset`, viewed as a
+// column-major rows x cols matrix (a bias is a single column).
+struct TensorShape {
+  std::int64_t offset = 0, size = 0, rows = 0, cols = 1;
+};
+
 using NodeId = std::int32_t;
 inline constexpr NodeId kNoNode = -1;
 

@@ -102,8 +102,8 @@ double Mlp::flops_per_sample() const {
 std::vector<Model::Tensor> Mlp::tensors() const {
   std::vector<Tensor> out;
   for (const auto& l : layers_) {
-    out.push_back({l.w_offset, std::int64_t{l.in} * l.out});
-    out.push_back({l.b_offset, l.out});
+    out.push_back({l.w_offset, std::int64_t{l.in} * l.out, l.in, l.out});  // W^T: in x out
+    out.push_back({l.b_offset, l.out, l.out, 1});
   }
   return out;
 }

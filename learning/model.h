@@ -36,9 +36,7 @@ class Model {
   // Floating-point operations of one forward+backward pass per sample (for GFLOP/s reports).
   virtual double flops_per_sample() const = 0;
   // The parameter tensors (weights, biases) as ranges of the flat vector, in order.
-  struct Tensor {
-    std::int64_t offset, size;
-  };
+  using Tensor = TensorShape;
   virtual std::vector<Tensor> tensors() const = 0;
 };
 

@@ -67,7 +67,9 @@ class FedAvgServer final : public Node {
       : task_(*parts.task), rounds_(parts.rounds), eval_every_(parts.eval_every), model_(parts.initial_model),
         sampler_(std::move(parts.sampler)), aggregator_(std::move(parts.aggregator)),
         optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
-        uplink_decoder_(parts.uplink->clone()), clients_(static_cast<int>(parts.task->partition.size())) {}
+        uplink_decoder_(parts.uplink->clone()),
+        sum_encodings_(uplink_decoder_->linear() && aggregator_->is_weighted_mean()),
+        clients_(static_cast<int>(parts.task->partition.size())) {}
 
   void on_start(Context& ctx) override { start_round(ctx, 1); }
 
@@ -76,7 +78,8 @@ class FedAvgServer final : public Node {
       throw Error("fedavg server: unexpected " + std::string(to_string(m.kind)) + " message from node " +
                   std::to_string(m.sender) + " in round " + std::to_string(m.round));
     auto& u = updates_[m.sender];
-    u.update = uplink_decoder_->decode(m.payload_bytes(), model_.size());
+    if (sum_encodings_) u.encoded = m.payload;
+    else u.update = uplink_decoder_->receive(m.sender, m.payload_bytes(), model_.size());
     u.samples = m.num_samples;
     u.loss = m.loss;
     if (updates_.size() == expected_.size()) finish_round(ctx);
@@ -85,6 +88,7 @@ class FedAvgServer final : public Node {
  private:
   struct Received {
     Vector update;
+    std::shared_ptr<const Payload> encoded;  // kept instead of `update` when encodings are summed
     std::int64_t samples = 0;
     float loss = 0.0f;
   };
@@ -106,13 +110,18 @@ class FedAvgServer final : public Node {
 
   void finish_round(Context& ctx) {
     std::vector<Contribution> contributions;
+    std::vector<const Payload*> encoded;
+    std::vector<double> weights;
     double loss_sum = 0.0, samples = 0.0;
     for (const auto& [sender, u] : updates_) {  // std::map: ascending sender
       contributions.push_back({sender, static_cast<double>(u.samples), &u.update});
+      encoded.push_back(u.encoded.get());
+      weights.push_back(static_cast<double>(u.samples));
       loss_sum += static_cast<double>(u.loss) * static_cast<double>(u.samples);
       samples += static_cast<double>(u.samples);
     }
-    optimizer_->apply(model_, aggregator_->combine(contributions));
+    optimizer_->apply(model_, sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
+                                             : aggregator_->combine(contributions));
     updates_.clear();
     auto& sink = ctx.metrics();
     const SimTime t = ctx.now();
@@ -135,6 +144,7 @@ class FedAvgServer final : public Node {
   std::unique_ptr<Aggregator> aggregator_;
   std::unique_ptr<ServerOptimizer> optimizer_;
   std::unique_ptr<Compressor> downlink_, uplink_decoder_;
+  bool sum_encodings_;  // linear uplink (sketches) + mean: average the encodings, decode once (FetchSGD)
   int clients_;
   int round_ = 0;
   std::set<NodeId> expected_;

@@ -9,7 +9,9 @@
 namespace starling {
 namespace {
 
-std::unique_ptr<Compressor> make(const std::string& yaml) { return test::from_section(yaml, make_compressor); }
+std::unique_ptr<Compressor> make(const std::string& yaml, std::span<const TensorShape> tensors = {}) {
+  return test::from_section(yaml, [&](Section& s) { return make_compressor(s, tensors); });
+}
 
 Vector random_vector(std::int64_t d, std::uint64_t seed) {
   Rng rng(seed, 0, Purpose::kTest);

@@ -20,11 +20,12 @@ namespace starling {
 namespace {
 
 // Builds plugin `kind` of `registry` from the YAML mapping `params`, as config/ does.
-template <typename R>
-auto make(const R& registry, const std::string& key, const std::string& kind, const std::string& params = "{}") {
+template <typename R, typename... Extra>
+auto make(const R& registry, const std::string& key, const std::string& kind, const std::string& params = "{}",
+          Extra... extra) {
   Section root(YAML::Load(key + ": " + params));
   Section s = root.child(key);
-  return registry.create(kind, s.path("kind"), s);
+  return registry.create(kind, s.path("kind"), s, extra...);
 }
 
 bool same_bits(const Vector& a, const Vector& b) {
@@ -161,7 +162,7 @@ TEST(ServerSgd, AppliesScaledUpdate) {
 // ---------------------------------------------------------------- Compressor "none"
 
 TEST(NoCompression, RoundTripIsExactAndSizeIsFourBytesPerCoordinate) {
-  auto none = make(compressor_registry(), "compressor", "none");
+  auto none = make(compressor_registry(), "compressor", "none", "{}", std::span<const TensorShape>{});
   Rng rng(1, 0, Purpose::kCompression);
   for (Eigen::Index d : {Eigen::Index{0}, Eigen::Index{1}, Eigen::Index{7}, Eigen::Index{7850}}) {
     Vector v = random_vector(d, static_cast<std::uint64_t>(d));
@@ -181,7 +182,7 @@ TEST(NoCompression, RoundTripIsExactAndSizeIsFourBytesPerCoordinate) {
 }
 
 TEST(NoCompression, DecodeOfWrongSizeThrows) {
-  auto none = make(compressor_registry(), "compressor", "none");
+  auto none = make(compressor_registry(), "compressor", "none", "{}", std::span<const TensorShape>{});
   Rng rng(1, 0, Purpose::kCompression);
   const Payload p = none->encode(random_vector(10, 3), rng);
   EXPECT_THROW(none->decode(p, 11), Error);
