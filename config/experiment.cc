@@ -165,13 +165,14 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   parts.server_optimizer = make_plugin(server_optimizer_registry(), server_optimizer, "sgd");
   Section uplink = root.child("compressor");
   parts.uplink = make_compressor(uplink);
+  parts.compressor_section = &uplink;
   Section downlink = root.child("downlink_compressor");
   parts.downlink = make_compressor(downlink);
-  if (!server_based) {  // compressed gossip needs public copies of neighbours' models (CHOCO), not here yet
+  if (!server_based && protocol_kind != "dpsgd") {  // dpsgd compresses gossip the CHOCO way (nodes/dpsgd.cc)
     const auto kind = uplink.get<std::string>("kind", "none");
     if (kind != "none" && kind != "fp16" && kind != "bf16")
-      uplink.fail("kind", "\"" + kind + "\" would compress whole models on gossip edges; decentralized protocols take "
-                          "none, fp16 or bf16 (CHOCO-style compressed gossip is not implemented yet)");
+      uplink.fail("kind", "\"" + kind + "\" would compress whole models on gossip edges; " + protocol_kind +
+                          " takes none, fp16 or bf16 (compressed gossip is supported for dpsgd)");
   }
   plan->sim.network = read_network(root.child("network"));
   plan->sim.compute = read_compute(root.child("compute"));
