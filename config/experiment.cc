@@ -168,11 +168,12 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   Section uplink = root.child("compressor");
   Section downlink = root.child("downlink_compressor");
   for (Section* s : {&uplink, &downlink}) compressor_registry().require(s->get<std::string>("kind", "none"), s->path("kind"));
-  if (!server_based) {  // compressed gossip needs public copies of neighbours' models (CHOCO), not here yet
+  parts.compressor_section = &uplink;
+  if (!server_based && protocol_kind != "dpsgd") {  // dpsgd compresses gossip the CHOCO way (nodes/dpsgd.cc)
     const auto kind = uplink.get<std::string>("kind", "none");
     if (kind != "none" && kind != "fp16" && kind != "bf16")
-      uplink.fail("kind", "\"" + kind + "\" would compress whole models on gossip edges; decentralized protocols take "
-                          "none, fp16 or bf16 (CHOCO-style compressed gossip is not implemented yet)");
+      uplink.fail("kind", "\"" + kind + "\" would compress whole models on gossip edges; " + protocol_kind +
+                          " takes none, fp16 or bf16 (compressed gossip is supported for dpsgd)");
   }
   plan->sim.network = read_network(root.child("network"));
   plan->sim.compute = read_compute(root.child("compute"));

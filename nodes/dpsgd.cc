@@ -5,6 +5,13 @@
 // steps: it sends its model to its out-neighbours and, once the models of all its in-neighbours
 // for that step have arrived, replaces its model by sum_j W_ij x_j (j = itself and in-neighbours,
 // in id order). Models of a later step or round that arrive early wait in an inbox.
+//
+// With a lossy compressor, sending C(x_j) would inject a fresh compression error into every model
+// at every step. Instead the nodes run CHOCO-SGD (Koloskova, Stich, Jaggi, ICML 2019, Alg. 2):
+// node i keeps public copies x̂_j of itself and its in-neighbours, sends q_i = C(x_i - x̂_i), every
+// holder of x̂_i adds decode(q_i), and x_i += gamma sum_j W_ij (x̂_j - x̂_i). All copies of x̂_i add
+// the same bytes, so they stay equal and what one step leaves out is sent by the next. With an
+// uncompressed codec the copies are the models themselves (x̂ = x, nothing is kept).
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -128,15 +135,31 @@ struct DpsgdSettings {
   int communicate_every = 1;  // gossip only in rounds divisible by this
   std::int64_t local_steps = 0;  // minibatches per round; 0 = train.local_epochs epochs
   bool variance_correction = false;  // rescale tensors after mixing (card 4)
+  double consensus_lr = 1.0;  // gamma; 1 with an uncompressed codec is plain D-PSGD
+  bool choco = false;         // lossy codec: send differences to public copies (CHOCO)
 };
+
+// compressor.kind none sends models; any other codec runs CHOCO, whose consensus step size has no
+// default: how large it may be depends on how much the codec loses.
+void read_compression(Section& protocol, Section& compressor, DpsgdSettings& settings) {
+  const auto kind = compressor.get<std::string>("kind", "none");
+  settings.choco = kind != "none";
+  if (compressor.get<std::string>("feedback", "none") != "none")
+    compressor.fail("feedback", "dpsgd compresses gossip the CHOCO way, whose public model copies already carry what "
+                                "compression left out; use feedback: none");
+  if (settings.choco && !protocol.has("consensus_lr"))
+    protocol.fail("consensus_lr", "is required with compressor.kind " + kind +
+                                      ": the CHOCO consensus step size gamma in (0, 1], smaller for coarser codecs");
+  settings.consensus_lr = protocol.get_double("consensus_lr", 1.0, 0.0, 1.0, true);
+}
 
 class DpsgdNode final : public Node {
  public:
   DpsgdNode(const LearningTask& task, NodeId id, const DpsgdSettings& settings, const Vector& initial,
             std::shared_ptr<GraphSchedule> graphs, std::shared_ptr<RoundObserver> observer,
-            std::unique_ptr<Compressor> codec)
+            std::unique_ptr<Compressor> codec, std::map<NodeId, Vector> copies)
       : task_(task), id_(id), settings_(settings), x_(initial), graphs_(std::move(graphs)),
-        observer_(std::move(observer)), codec_(std::move(codec)) {}
+        observer_(std::move(observer)), codec_(std::move(codec)), copies_(std::move(copies)) {}
 
   void on_start(Context& ctx) override { train(ctx); }
 
@@ -181,7 +204,15 @@ class DpsgdNode final : public Node {
     m.kind = MessageKind::kGossip;
     m.round = round_;
     m.step = static_cast<std::uint16_t>(step_);
-    m.set_payload(codec_->encode(x_, ctx.rng(Purpose::kCompression)));  // one encoding for every receiver
+    Rng& rng = ctx.rng(Purpose::kCompression);  // one encoding for every receiver
+    if (settings_.choco) {
+      Vector& own = copies_.at(id_);
+      Payload q = codec_->encode(x_ - own, rng);
+      own += codec_->decode(q, x_.size());  // what every receiver adds to its copy
+      m.set_payload(std::move(q));
+    } else {
+      m.set_payload(codec_->encode(x_, rng));
+    }
     for (NodeId j : graphs_->at(round_).out[static_cast<std::size_t>(id_)]) {
       m.receiver = j;
       ctx.send(m);
@@ -194,23 +225,21 @@ class DpsgdNode final : public Node {
       const auto key = std::pair{round_, step_};
       auto& got = inbox_[key];
       if (got.size() < round.graph.neighbours[static_cast<std::size_t>(id_)].size()) return;
+      const auto& row = round.w.rows[static_cast<std::size_t>(id_)];
+      std::vector<Vector> models;  // uncompressed: the neighbours' models, for this step only
+      models.reserve(row.size());
+      std::vector<const Vector*> neighbours;
       Vector mixed = Vector::Zero(x_.size());
-      std::vector<Vector> received;
-      received.reserve(got.size());
-      for (const auto& [j, w] : round.w.rows[static_cast<std::size_t>(id_)]) {  // ascending j, itself included
-        if (j == id_) {
-          mixed += static_cast<float>(w) * x_;
-        } else {
-          received.push_back(codec_->decode(*got.at(j), x_.size()));
-          mixed += static_cast<float>(w) * received.back();
-        }
+      for (const auto& [j, w] : row) {  // ascending j, itself included
+        const Vector& copy = j == id_ ? own_copy() : public_copy(j, *got.at(j), models);
+        mixed += static_cast<float>(w) * copy;
+        if (j != id_) neighbours.push_back(&copy);
       }
-      if (settings_.variance_correction) {
-        std::vector<const Vector*> views;
-        for (const auto& r : received) views.push_back(&r);
-        correct_variance(mixed, views, task_.model->tensors());
-      }
-      x_ = std::move(mixed);
+      if (settings_.variance_correction) correct_variance(mixed, neighbours, task_.model->tensors());
+      // x_i += gamma (sum_j W_ij x̂_j - x̂_i), grouped so that uncompressed (x̂_i = x_i) with gamma = 1
+      // computes exactly D-PSGD's x_i = sum_j W_ij x_j: x_i - x̂_i is then 0 and 1 * mixed is mixed.
+      const auto gamma = static_cast<float>(settings_.consensus_lr);
+      x_ = (x_ - gamma * own_copy()) + gamma * mixed;
       inbox_.erase(key);
       if (step_ < settings_.gossip_steps) {
         ++step_;
@@ -220,6 +249,17 @@ class DpsgdNode final : public Node {
         end_round(ctx);
       }
     }
+  }
+
+  const Vector& own_copy() const { return settings_.choco ? copies_.at(id_) : x_; }
+
+  // Neighbour j's public copy after its message of this step: CHOCO adds the decoded difference;
+  // uncompressed, the message is the model itself (kept in `models`, reserved, for this step).
+  const Vector& public_copy(NodeId j, const Payload& payload, std::vector<Vector>& models) {
+    if (!settings_.choco) return models.emplace_back(codec_->decode(payload, x_.size()));
+    Vector& copy = copies_.at(j);
+    copy += codec_->decode(payload, x_.size());
+    return copy;
   }
 
   void end_round(Context& ctx) {
@@ -236,6 +276,7 @@ class DpsgdNode final : public Node {
   std::shared_ptr<GraphSchedule> graphs_;
   std::shared_ptr<RoundObserver> observer_;
   std::unique_ptr<Compressor> codec_;
+  std::map<NodeId, Vector> copies_;  // CHOCO: x̂_j of itself and its in-neighbours
   int round_ = 1, step_ = 0;
   double loss_ = 0.0;
   std::map<std::pair<int, int>, std::map<NodeId, std::shared_ptr<const Payload>>> inbox_;
@@ -254,18 +295,31 @@ NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts) {
   const int n = static_cast<int>(parts.task->partition.size());
   std::optional<MergeSchedule> merge;
   if (protocol.has("merge")) merge = read_merge(protocol.child("merge"), n);
+  read_compression(protocol, *parts.compressor_section, settings);
+  if (settings.choco && (merge || parts.topology->time_varying()))
+    throw ConfigError(merge ? protocol.path("merge") : parts.topology_section->path("kind"),
+                      "compressed gossip (CHOCO) keeps copies of fixed neighbours' models: it needs a static topology "
+                      "and no merge schedule");
   auto graphs = std::make_shared<GraphSchedule>(parts.topology, mixing_rule(*parts.topology_section), n, parts.rounds,
                                                 parts.seed, merge);
   auto observer = std::make_shared<RoundObserver>(*parts.task, n, parts.rounds, parts.eval_every, parts.eval_nodes, parts.seed);
   const Graph base = parts.topology->build(n, parts.seed);
   if (!base.connected()) throw ConfigError("topology.kind", "the graph is not connected: gossip cannot reach consensus");
   if (!merge) observer->set_constant("spectral_gap", spectral_gap(graphs->at(1).w));
+  // Public copies start equal everywhere: at the shared initial model, or, when every node draws its
+  // own, at zero (the paper's choice; a node cannot know its neighbours' models before they send).
+  const Vector copy0 = independent_init ? Vector::Zero(parts.initial_model.size()) : parts.initial_model;
   NodeSet set;
   for (NodeId i = 0; i < n; ++i) {
     Rng init(parts.seed, i, Purpose::kModelInit);  // each node's own initialisation, if asked for
+    std::map<NodeId, Vector> copies;
+    if (settings.choco) {
+      copies.emplace(i, copy0);
+      for (NodeId j : graphs->at(1).graph.neighbours[static_cast<std::size_t>(i)]) copies.emplace(j, copy0);
+    }
     set.nodes.push_back(std::make_unique<DpsgdNode>(*parts.task, i, settings,
                                                     independent_init ? parts.task->model->init(init) : parts.initial_model,
-                                                    graphs, observer, parts.uplink->clone()));
+                                                    graphs, observer, parts.uplink->clone(), std::move(copies)));
   }
   return set;
 }

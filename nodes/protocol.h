@@ -42,6 +42,7 @@ struct ProtocolParts {
   std::unique_ptr<Aggregator> aggregator;
   std::unique_ptr<ServerOptimizer> server_optimizer;
   std::unique_ptr<Compressor> uplink;    // prototypes, cloned per node
+  Section* compressor_section = nullptr;  // uplink's section, for protocols that read more of it (dpsgd)
   std::unique_ptr<Compressor> downlink;
 };
 

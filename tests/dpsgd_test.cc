@@ -9,6 +9,7 @@
 #include <set>
 
 #include "config/experiment.h"
+#include "learning/training.h"
 #include "nodes/modest.h"
 #include "test_util.h"
 
@@ -320,9 +321,123 @@ TEST(CompressedFedAvg, UplinkBytesFollowTheOperatorsFormula) {
   EXPECT_EQ(both.last("bytes_total"), 12 * 6 * ((32 + 2.0 * d) + qsgd_up));
 }
 
-TEST(CompressedFedAvg, DecentralizedProtocolsRefuseLossySparsifiers) {
-  EXPECT_THROW(plan({"compressor.kind=topk"}), ConfigError);
-  EXPECT_NO_THROW(plan({"compressor.kind=bf16"}));
+TEST(CompressedFedAvg, GossipAndModestRefuseLossySparsifiers) {
+  for (const auto& kind : {gossip(), modest()}) {
+    auto o = kind;
+    o.push_back("compressor.kind=topk");
+    try {
+      plan(o);
+      FAIL() << "topk on " << o[0];
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(e.key_path(), "compressor.kind");
+      EXPECT_NE(std::string(e.what()).find("supported for dpsgd"), std::string::npos) << e.what();
+    }
+    o.back() = "compressor.kind=bf16";
+    EXPECT_NO_THROW(plan(o));
+  }
+}
+
+
+// ---------------------------------------------------------------- compressed D-PSGD (CHOCO)
+
+// The key path of the ConfigError that building `overrides` throws, "" if none.
+std::string refused_key(const std::vector<std::string>& overrides) {
+  try {
+    plan(overrides);
+  } catch (const ConfigError& e) {
+    return e.key_path();
+  }
+  return "";
+}
+
+// Every evaluated metric of `got` within `rel` (relative) of `want`'s; bytes may differ.
+void expect_same_learning(const MemorySink& want, const MemorySink& got, double rel) {
+  for (const char* name : {"test_loss", "train_loss", "test_accuracy", "node_accuracy_mean", "consensus_distance"}) {
+    const auto a = series(want, name), b = series(got, name);
+    ASSERT_EQ(a.size(), b.size()) << name;
+    ASSERT_FALSE(a.empty()) << name;
+    for (std::size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(b[i], a[i], rel * std::abs(a[i]) + 1e-12) << name << " #" << i;
+  }
+}
+
+TEST(Choco, UncompressedWithConsensusLrOneIsPlainDpsgd) {
+  expect_identical(run(), run({"protocol.consensus_lr=1"}));
+  // topk keeping every coordinate is lossless but runs CHOCO's public copies: the same learning up
+  // to rounding, as x̂ + (x - x̂) need not round to x. From a shared start and from x̂ = 0.
+  expect_same_learning(run(), run({"compressor.kind=topk", "compressor.ratio=1", "protocol.consensus_lr=1"}), 1e-5);
+  const std::vector<std::string> own = {"protocol.independent_init=true", "protocol.gossip_steps=2", "model.kind=mlp",
+                                        "model.hidden=[16]"};
+  auto choco = own;
+  choco.insert(choco.end(), {"compressor.kind=topk", "compressor.ratio=1", "protocol.consensus_lr=1"});
+  expect_same_learning(run(own), run(choco), 1e-5);
+}
+
+TEST(Choco, TopkTenPercentLearnsOnAFractionOfTheBytes) {
+  const std::vector<std::string> longer = {"rounds=40", "eval.every=10"};
+  auto topk = longer;
+  topk.insert(topk.end(), {"compressor.kind=topk", "compressor.ratio=0.1", "protocol.consensus_lr=0.7"});
+  const MemorySink plain = run(longer), compressed = run(topk);
+  EXPECT_GT(compressed.last("test_accuracy"), plain.last("test_accuracy") - 0.04);  // 0.712 vs 0.736
+  // 40 rounds x 12 nodes x 2 neighbours, each a header and at most 4 + 4k + 1 + ceil(d/8) bytes of
+  // topk (61 of 610 values, the cheaper of varint and bitmap indices), at least its values.
+  const double messages = 40 * 12 * 2, k = 61;
+  EXPECT_EQ(plain.last("bytes_total"), messages * kModelBytes);
+  EXPECT_LE(compressed.last("bytes_total"), messages * (32 + 4 + 4 * k + 1 + (610 + 7) / 8));
+  EXPECT_GE(compressed.last("bytes_total"), messages * (32 + 4 + 4 * k + 1));
+  std::int64_t traffic = 0;
+  for (const auto& t : compressed.traffic_rows) traffic += t.bytes;
+  EXPECT_EQ(static_cast<double>(traffic), compressed.last("bytes_total"));
+}
+
+TEST(Choco, CompressedGossipAloneAveragesTheInitialModels) {
+  // No learning to speak of (lr 1e-30 moves no weight), nodes start apart: gossip alone must keep
+  // the mean of the models (W is doubly stochastic, the update antisymmetric) and shrink the spread.
+  const std::vector<std::string> base = {"model.kind=mlp", "model.hidden=[16]", "protocol.independent_init=true",
+                                         "train.lr=1e-30", "protocol.local_steps=1", "protocol.gossip_steps=20",
+                                         "rounds=12", "eval.every=1"};
+  auto p = plan(base);
+  Eigen::VectorXd mean = Eigen::VectorXd::Zero(p->model->num_params());
+  for (NodeId i = 0; i < 12; ++i) {
+    Rng init(3, i, Purpose::kModelInit);
+    mean += p->model->init(init).cast<double>();
+  }
+  const double want = evaluate(*p->model, (mean / 12).cast<float>(), p->data->test).loss;
+  for (const auto& codec : std::vector<std::vector<std::string>>{
+           {"compressor.kind=topk", "compressor.ratio=0.1", "protocol.consensus_lr=0.3"},
+           // CHOCO needs a contraction, E|C(v) - v|^2 < |v|^2: qsgd's variance is below 0.13 |v|^2 at
+           // 63 levels, but above |v|^2 at the default 7, where the copies drift off and blow up.
+           {"compressor.kind=qsgd", "compressor.levels=63", "protocol.consensus_lr=0.5"}}) {
+    auto o = base;
+    o.insert(o.end(), codec.begin(), codec.end());
+    const MemorySink s = run(o);
+    for (double loss : series(s, "test_loss")) EXPECT_NEAR(loss, want, 1e-5 * want) << codec[0];
+    const auto spread = series(s, "consensus_distance");
+    EXPECT_LT(spread.back(), 1e-3 * spread.front()) << codec[0];
+  }
+}
+
+TEST(Choco, ConfigErrors) {
+  const std::vector<std::string> topk = {"compressor.kind=topk", "compressor.ratio=0.1"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), topk.begin(), topk.end());
+    return more;
+  };
+  try {
+    plan(topk);
+    FAIL() << "a lossy codec needs a consensus step size";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key_path(), "protocol.consensus_lr");
+    EXPECT_NE(std::string(e.what()).find("is required"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(refused_key(with({"protocol.consensus_lr=0"})), "protocol.consensus_lr");
+  EXPECT_EQ(refused_key(with({"protocol.consensus_lr=1.5"})), "protocol.consensus_lr");
+  EXPECT_EQ(refused_key({"protocol.consensus_lr=0"}), "protocol.consensus_lr");  // uncompressed too
+  EXPECT_EQ(refused_key(with({"protocol.consensus_lr=0.5", "compressor.feedback=ef"})), "compressor.feedback");
+  // Public copies need fixed neighbours.
+  EXPECT_EQ(refused_key(with({"protocol.consensus_lr=0.5", "topology.kind=one_peer_exponential"})), "topology.kind");
+  EXPECT_EQ(refused_key(with({"protocol.consensus_lr=0.5", "protocol.merge.r_start=1"})), "protocol.merge");
+  EXPECT_EQ(refused_key(with({"protocol.consensus_lr=0.5"})), "");
+  EXPECT_EQ(refused_key({"compressor.kind=bf16", "protocol.consensus_lr=1"}), "");
 }
 
 }  // namespace
