@@ -155,7 +155,8 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   parts.eval_every = static_cast<int>(eval.get_int("every", 1, 1));
   if (!server_based) parts.eval_nodes = static_cast<int>(eval.get_int("nodes", 10, 0));
   Section topology = root.child("topology");
-  parts.topology = make_plugin(topology_registry(), topology, server_based ? "star" : "ring");
+  parts.topology = make_plugin(topology_registry(), topology,
+                                server_based ? "star" : protocol_kind == "zo_shared" ? "complete" : "ring");
   parts.topology_section = &topology;
   Section sampling = root.child("sampling");
   parts.sampler = make_plugin(sampler_registry(), sampling, "uniform");
