@@ -173,6 +173,8 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
     if (kind != "none" && kind != "fp16" && kind != "bf16")
       uplink.fail("kind", "\"" + kind + "\" would compress whole models on gossip edges; decentralized protocols take "
                           "none, fp16 or bf16 (CHOCO-style compressed gossip is not implemented yet)");
+    if (protocol_kind == "zo_shared" && kind != "none")
+      uplink.fail("kind", "zo_shared sends no models, only projected gradients: set protocol.quantize instead");
   }
   plan->sim.network = read_network(root.child("network"));
   plan->sim.compute = read_compute(root.child("compute"));

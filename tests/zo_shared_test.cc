@@ -206,6 +206,7 @@ TEST(ZoShared, ConfigErrors) {
   expect_config_error({"protocol.quantize=maybe"}, "protocol.quantize");
   expect_config_error({"topology.kind=ring"}, "topology.kind");  // not every node hears every other
   expect_config_error({"protocol.epsilon=0.1"}, "protocol.epsilon");  // typo: unknown key
+  expect_config_error({"compressor.kind=fp16"}, "compressor.kind");    // would be ignored
 }
 
 }  // namespace
