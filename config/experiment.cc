@@ -155,7 +155,8 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   parts.eval_every = static_cast<int>(eval.get_int("every", 1, 1));
   if (!server_based) parts.eval_nodes = static_cast<int>(eval.get_int("nodes", 10, 0));
   Section topology = root.child("topology");
-  parts.topology = make_plugin(topology_registry(), topology, server_based ? "star" : "ring");
+  parts.topology = make_plugin(topology_registry(), topology,
+                                server_based ? "star" : protocol_kind == "zo_shared" ? "complete" : "ring");
   parts.topology_section = &topology;
   Section sampling = root.child("sampling");
   parts.sampler = make_plugin(sampler_registry(), sampling, "uniform");
@@ -171,9 +172,13 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   parts.compressor_section = &uplink;
   if (!server_based && protocol_kind != "dpsgd") {  // dpsgd compresses gossip the CHOCO way (nodes/dpsgd.cc)
     const auto kind = uplink.get<std::string>("kind", "none");
+    if (protocol_kind == "zo_shared" && kind != "none")
+      uplink.fail("kind", "zo_shared sends no models, only projected gradients: set protocol.quantize instead");
     if (kind != "none" && kind != "fp16" && kind != "bf16")
       uplink.fail("kind", "\"" + kind + "\" would compress whole models on gossip edges; " + protocol_kind +
                           " takes none, fp16 or bf16 (compressed gossip is supported for dpsgd)");
+    if (uplink.get<std::string>("feedback", "none") != "none")
+      uplink.fail("feedback", protocol_kind + " sends whole models; feedback applies to compressed updates (fedavg, dpsgd)");
   }
   plan->sim.network = read_network(root.child("network"));
   plan->sim.compute = read_compute(root.child("compute"));

@@ -26,6 +26,7 @@ enum class Purpose : std::uint32_t {
   kTopology = 9,
   kEvaluation = 10,
   kChurn = 11,
+  kPerturbation = 12,  // zeroth-order directions z (card 5), substreams per iteration and sample
   kTest = 1000,
 };
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one experiment folder from scratch and rewrites the table in its README from the results
 # database (numbers are never typed by hand).
-#   experiments/run.sh gossip_steps|single_merge|variance_correction [--target ACC]
+#   experiments/run.sh gossip_steps|single_merge|variance_correction|zo_shared [--target ACC]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 name=${1:?usage: experiments/run.sh NAME [--target ACC]}
@@ -16,12 +16,18 @@ for config in "$dir"/*.yaml; do
   "$bin" sweep "$config" --db "$db" --jobs "$(nproc)" --quiet
 done
 table=$(/usr/bin/python3 scripts/summary_table.py "$db" "$@")
-/usr/bin/python3 - "$dir/README.md" "$table" <<'PY'
+# A README with a bytes block also gets scripts/bytes_per_step.py's table there.
+bytes=""
+if grep -q "<!-- bytes:start -->" "$dir/README.md"; then bytes=$(/usr/bin/python3 scripts/bytes_per_step.py "$db"); fi
+/usr/bin/python3 - "$dir/README.md" table "$table" bytes "$bytes" <<'PY'
 import re, sys
-path, body = sys.argv[1:]
-start, end = "<!-- table:start -->", "<!-- table:end -->"
+path, *blocks = sys.argv[1:]
 text = open(path).read()
-text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: start + "\n" + body + "\n" + end, text, flags=re.S)
+for name, body in zip(blocks[::2], blocks[1::2]):
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if body:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: start + "\n" + body + "\n" + end, text,
+                      flags=re.S)
 open(path, "w").write(text)
 PY
 sqlite3 "$db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null 2>&1 || true

@@ -18,6 +18,7 @@ const char* to_string(MessageKind kind) {
     case MessageKind::kAggregated: return "aggregated model";
     case MessageKind::kAck: return "ack";
     case MessageKind::kMembership: return "membership";
+    case MessageKind::kProjected: return "projected gradients";
   }
   return "unknown";
 }

@@ -19,6 +19,7 @@ enum class MessageKind : std::uint8_t {
   kAggregated = 7,  // MoDeST aggregator -> sampled node: aggregated model + view
   kAck = 8,         // MoDeST aggregator -> trainer: contribution received
   kMembership = 9,  // MoDeST join or leave announcement: node id + view entry
+  kProjected = 10,  // zo_shared: one iteration's projected gradients of the sender (S scalars)
 };
 
 struct Message {

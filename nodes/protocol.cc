@@ -1,5 +1,7 @@
 #include "nodes/protocol.h"
 
+#include "nodes/zo_shared.h"
+
 namespace starling {
 
 ProtocolRegistry& protocol_registry() {
@@ -13,6 +15,8 @@ ProtocolRegistry& protocol_registry() {
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_gossip(s, parts)); });
     r.add("modest", "MoDeST: each round a hash-ordered sample of available nodes trains and aggregates",
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_modest(s, parts)); });
+    r.add("zo_shared", "Just One Byte: zeroth-order SPSA, nodes broadcast 1-byte projected gradients, shared seeds",
+          [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_zo_shared(s, parts)); });
     return r;
   }();
   return registry;

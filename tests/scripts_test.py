@@ -164,6 +164,18 @@ class ScriptsTest(unittest.TestCase):
         self.assertIn(f"{mean:.4f} ±", row)
         self.assertIn("(n=2)", row)
 
+    # -- bytes_per_step.py
+    def test_bytes_per_step_divides_by_rounds_and_participants(self):
+        out, _ = self.script("bytes_per_step.py", self.db)
+        rows = [line.split(" | ") for line in out.strip().splitlines()[2:]]
+        self.assertEqual(len(rows), 9)  # 8 sweep runs + single
+        single = next(r for r in rows if r[0] == "| single")
+        final = dict(self.query("SELECT f.name, f.value FROM final_metrics f JOIN runs r ON r.run_id = f.run_id "
+                                "WHERE r.name = 'single'"))
+        self.assertEqual(single[1], "6")
+        self.assertEqual(single[3], f"{final['bytes_total'] / (6 * final['participants']):,.1f}")
+        self.assertEqual(single[5].strip(" |"), "-")  # not a zo_shared run
+
     # -- bad arguments
     def test_usage_errors(self):
         _, err = self.script("compare.py", self.db, "--runs", "999", expect=2)
