@@ -56,6 +56,25 @@ class Median final : public Aggregator {
   }
 };
 
+// signSGD with majority vote (Bernstein et al. 2018): each coordinate takes the sign most
+// contributions agree on (0 on a tie), scaled by the mean over contributions of mean |v_i|, which
+// is 1 for plain sign messages (compressor sign, scaled: false) and the usual scale for scaled ones.
+class MajorityVote final : public Aggregator {
+ public:
+  Vector combine(std::span<const Contribution> contributions) override {
+    const auto c = checked(contributions, "majority_vote");
+    double scale = 0.0;
+    for (const auto& x : c)
+      if (x.vector->size() > 0) scale += static_cast<double>(x.vector->cwiseAbs().mean());
+    const auto magnitude = static_cast<float>(scale / static_cast<double>(c.size()));
+    return coordinate_wise(c, [magnitude](std::vector<float>& v) {
+      int votes = 0;
+      for (float x : v) votes += (x > 0.0f) - (x < 0.0f);
+      return static_cast<float>((votes > 0) - (votes < 0)) * magnitude;
+    });
+  }
+};
+
 // Drops the f largest and f smallest values of every coordinate and averages the rest.
 class TrimmedMean final : public Aggregator {
  public:
@@ -181,6 +200,8 @@ class CenteredClip final : public Aggregator {
 
 void register_robust_aggregators(AggregatorRegistry& r) {
   r.add("median", "coordinate-wise median", [](Section&) { return std::make_unique<Median>(); });
+  r.add("majority_vote", "coordinate-wise sign most contributions agree on, times their mean |value| (signSGD)",
+        [](Section&) { return std::make_unique<MajorityVote>(); });
   r.add("trimmed_mean", "coordinate-wise mean without the f largest and f smallest values", [](Section& s) {
     const int f = static_cast<int>(s.get_int("f", 0, 0));
     return std::make_unique<TrimmedMean>(f, s.get_double("beta", 0.1, 0.0, 0.5));

@@ -3,7 +3,9 @@
 #include "compressors/operators.h"
 
 #include <bit>
+#include <algorithm>
 #include <cstring>
+#include <unordered_set>
 
 namespace starling {
 
@@ -21,6 +23,19 @@ Vector decode_fp32(const Payload& payload, std::int64_t dim) {
   Vector v(dim);
   if (dim > 0) std::memcpy(v.data(), payload.data(), payload.size());
   return v;
+}
+
+// Floyd's algorithm: k distinct values of [0, d) in O(k), sorted.
+std::vector<std::uint32_t> draw_indices(std::uint64_t seed, std::int64_t k, std::int64_t d) {
+  Rng rng(seed, kNoNode, Purpose::kCompression);
+  std::unordered_set<std::uint32_t> chosen;  // Floyd's algorithm: k distinct values in O(k)
+  for (std::int64_t j = d - k; j < d; ++j) {
+    const auto t = static_cast<std::uint32_t>(rng.below(static_cast<std::uint64_t>(j + 1)));
+    chosen.insert(chosen.count(t) ? static_cast<std::uint32_t>(j) : t);
+  }
+  std::vector<std::uint32_t> out(chosen.begin(), chosen.end());
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 Vector Compressor::decode_mean(std::span<const Payload* const> payloads, std::span<const double> weights,
@@ -50,6 +65,8 @@ CompressorRegistry& compressor_registry() {
     r.add("none", "dense float32, 4 bytes per coordinate",
           [](Section&, std::span<const TensorShape>) { return std::make_unique<NoCompression>(); });
     register_operators(r);
+    register_sketches(r);
+    register_low_rank(r);
     return r;
   }();
   return registry;

@@ -193,18 +193,6 @@ class TopK final : public Compressor {
 
 // k indices drawn from a seed that travels instead of them (the receiver redraws them);
 // unbiased: values scaled by d / k. Payload: u64 seed, u32 k, k float32 values.
-std::vector<std::uint32_t> draw_indices(std::uint64_t seed, std::int64_t k, std::int64_t d) {
-  Rng rng(seed, kNoNode, Purpose::kCompression);
-  std::unordered_set<std::uint32_t> chosen;  // Floyd's algorithm: k distinct values in O(k)
-  for (std::int64_t j = d - k; j < d; ++j) {
-    const auto t = static_cast<std::uint32_t>(rng.below(static_cast<std::uint64_t>(j + 1)));
-    chosen.insert(chosen.count(t) ? static_cast<std::uint32_t>(j) : t);
-  }
-  std::vector<std::uint32_t> out(chosen.begin(), chosen.end());
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 class RandK final : public Compressor {
  public:
   RandK(double ratio, std::int64_t k, bool unbiased) : ratio_(ratio), k_(k), unbiased_(unbiased) {}

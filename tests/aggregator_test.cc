@@ -36,8 +36,10 @@ class Conformance : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Conformance, IdentityOrderInvarianceThreadsAndEmptyInput) {
   const std::string yaml = "{kind: " + GetParam() + (GetParam().find("krum") != std::string::npos ? ", f: 1}" : "}");
-  // Identical inputs give that input back.
-  std::vector<Vector> same(6, random_vector(300, 1));
+  // Identical inputs give that input back (for the sign vote: identical sign messages).
+  Vector input = random_vector(300, 1);
+  if (GetParam() == "majority_vote") input = 0.3f * input.array().sign().matrix();
+  std::vector<Vector> same(6, input);
   const Vector back = make(aggregator_registry(), yaml)->combine(view(same));
   EXPECT_LT((back - same[0]).norm(), 1e-4 * same[0].norm()) << GetParam();
   // Arrival order does not matter, nor does the thread count (identical bits).
@@ -82,6 +84,19 @@ TEST(RobustAggregators, ResistAByzantineMinority) {
   EXPECT_LT((first - truth).norm(), 0.5 * 3.0 / 10.0 * 50 + 2.0 * honest_spread + truth.norm());
   const Vector second = cc->combine(view(xs));  // starts from the previous result: closer still
   EXPECT_LT((second - truth).norm(), (first - truth).norm() + 1e-6);
+}
+
+TEST(RobustAggregators, MajorityVoteTakesTheSignMostAgreeOn) {
+  // Per coordinate: 3 positive vs 2 negative -> +; 2 vs 3 -> -; a 2-2 tie (one zero) -> 0.
+  std::vector<Vector> xs(5, Vector(3));
+  const float votes[5][3] = {{1, -1, 1}, {1, -1, -1}, {1, 1, 1}, {-1, 1, -1}, {-1, -1, 0}};
+  for (int i = 0; i < 5; ++i)
+    for (int j = 0; j < 3; ++j) xs[static_cast<std::size_t>(i)][j] = 2.0f * votes[i][j];
+  const Vector out = make(aggregator_registry(), "{kind: majority_vote}")->combine(view(xs));
+  const float magnitude = (2.0f * 3 * 4 + 2.0f * 2) / 3.0f / 5.0f;  // mean over senders of mean |v_i|
+  EXPECT_FLOAT_EQ(out[0], magnitude);
+  EXPECT_FLOAT_EQ(out[1], -magnitude);
+  EXPECT_EQ(out[2], 0.0f);
 }
 
 TEST(RobustAggregators, KrumPicksAnHonestContributionAndTrimmingMustLeaveSomething) {

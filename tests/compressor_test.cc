@@ -1,6 +1,8 @@
 // Conformance suite over every registered compressor, plus each operator's own properties.
 #include <gtest/gtest.h>
 
+#include <Eigen/SVD>
+
 #include <cmath>
 
 #include "compressors/compressor.h"
@@ -20,6 +22,15 @@ Vector random_vector(std::int64_t d, std::uint64_t seed) {
   return v;
 }
 
+// A model-like layout of d values: one near-square matrix, the rest a bias vector.
+std::vector<TensorShape> layout_for(std::int64_t d) {
+  const auto rows = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::sqrt(static_cast<double>(d))));
+  const std::int64_t cols = d / rows, rest = d - rows * cols;
+  std::vector<TensorShape> tensors{{0, rows * cols, rows, cols}};
+  if (rest > 0) tensors.push_back({rows * cols, rest, rest, 1});
+  return tensors;
+}
+
 double sq(const Vector& v) { return static_cast<double>(v.squaredNorm()); }
 
 // The average of `draws` round trips of v: tends to v for an unbiased operator.
@@ -32,9 +43,10 @@ Vector mean_of_draws(Compressor& c, const Vector& v, Rng& rng, int draws) {
 class Conformance : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Conformance, RoundTripShapeZeroesAndBadInput) {
-  auto c = make("{kind: " + GetParam() + "}");
+  const auto maker = [&](std::int64_t d) { return make("{kind: " + GetParam() + "}", layout_for(d)); };
   Rng rng(1, 0, Purpose::kCompression);
   for (std::int64_t d : {1, 7, 1000, 4099}) {
+    auto c = maker(d);
     const Vector v = random_vector(d, static_cast<std::uint64_t>(d));
     const Payload p = c->encode(v, rng);
     const Vector back = c->decode(p, d);
@@ -49,15 +61,15 @@ TEST_P(Conformance, RoundTripShapeZeroesAndBadInput) {
     }
   }
   const Vector zero = Vector::Zero(64);
-  EXPECT_EQ(c->decode(c->encode(zero, rng), 64), zero) << GetParam();
+  EXPECT_EQ(maker(64)->decode(maker(64)->encode(zero, rng), 64), zero) << GetParam();
   Vector bad = random_vector(16, 3);
   bad[5] = std::nanf("");
   if (GetParam() == "none") {  // lossless: NaN travels as it is
-    EXPECT_TRUE(std::isnan(c->decode(c->encode(bad, rng), 16)[5]));
+    EXPECT_TRUE(std::isnan(maker(16)->decode(maker(16)->encode(bad, rng), 16)[5]));
   } else {
-    EXPECT_THROW(c->encode(bad, rng), Error) << GetParam() << " must refuse NaN";
+    EXPECT_THROW(maker(16)->encode(bad, rng), Error) << GetParam() << " must refuse NaN";
   }
-  EXPECT_EQ(c->decode(c->encode(Vector(0), rng), 0).size(), 0) << GetParam();
+  EXPECT_EQ(maker(0)->decode(maker(0)->encode(Vector(0), rng), 0).size(), 0) << GetParam();
 }
 
 INSTANTIATE_TEST_SUITE_P(All, Conformance, ::testing::ValuesIn(compressor_registry().names()));
@@ -164,6 +176,116 @@ TEST(Compressors, ScaledSignSizeAndContraction) {
   EXPECT_NEAR(back.cwiseAbs().sum(), l1, 1e-2);
   // ||C(v) - v||^2 = ||v||^2 - ||v||_1^2 / d: contractive with delta = ||v||_1^2 / (d ||v||^2).
   EXPECT_NEAR(sq(back - v), sq(v) - l1 * l1 / d, 1e-2);
+}
+
+TEST(Compressors, PlainSignIsOneBitPerCoordinate) {
+  const Vector v = random_vector(100, 8);
+  auto c = make("{kind: sign, scaled: false}");
+  Rng rng(4, 0, Purpose::kCompression);
+  const Payload p = c->encode(v, rng);
+  EXPECT_EQ(p.size(), 13u);
+  EXPECT_EQ(c->decode(p, 100), v.array().sign().matrix());
+}
+
+TEST(Compressors, CountSketchIsLinearAndRecoversHeavyHitters) {
+  const std::int64_t d = 5000;
+  auto c = make("{kind: count_sketch, rows: 5, columns: 200, recover: 0.002}");  // recover k = 10
+  Rng rng(6, 0, Purpose::kCompression);
+  // Ten heavy coordinates over small noise: the k = 10 largest estimates are exactly those.
+  Vector v = 0.01f * random_vector(d, 11);
+  for (int j = 0; j < 10; ++j) v[j * 401 + 3] = (j % 2 ? -1.0f : 1.0f) * (5.0f + j);
+  const Payload p = c->encode(v, rng);
+  EXPECT_EQ(p.size(), 8u + 4 * 5 * 200);
+  const Vector back = c->decode(p, d);
+  EXPECT_EQ((back.array() != 0.0f).count(), 10);
+  for (int j = 0; j < 10; ++j) EXPECT_NEAR(back[j * 401 + 3], v[j * 401 + 3], 0.2) << j;
+  // Linear: the weighted mean of two sketches decodes like the sketch of the weighted mean.
+  ASSERT_TRUE(c->linear());
+  const Vector w = 0.01f * random_vector(d, 12) + 0.5f * v;
+  const Payload q = c->encode(w, rng);
+  const std::vector<const Payload*> both{&p, &q};
+  const std::vector<double> weights{1.0, 3.0};
+  const Vector mean = c->decode_mean(both, weights, d);
+  const Vector direct = c->decode(c->encode((v + 3.0f * w) / 4.0f, rng), d);
+  EXPECT_LT((mean - direct).norm(), 1e-5 * direct.norm());
+  // Sketches of another shape are refused.
+  EXPECT_THROW(make("{kind: count_sketch, rows: 4, columns: 200}")->decode(p, d), Error);
+}
+
+TEST(Compressors, RandomProjectionIsUnbiasedAndSendsOnlyASeedAndKValues) {
+  const std::int64_t d = 300;  // padded to 512 for the Hadamard transform
+  const Vector v = random_vector(d, 13);
+  auto c = make("{kind: random_projection, k: 64}");
+  Rng rng(7, 0, Purpose::kCompression);
+  EXPECT_EQ(c->encode(v, rng).size(), 8u + 4 + 4 * 64);
+  const int draws = 3000;
+  const Vector mean = mean_of_draws(*c, v, rng, draws);
+  // Per draw each coordinate's error has variance about (n / k - 1) ||v||^2 / n; 5 standard errors.
+  const double sd = std::sqrt((512.0 / 64 - 1) * sq(v) / 512 / draws);
+  for (Eigen::Index j = 0; j < d; ++j) EXPECT_NEAR(mean[j], v[j], 5.0 * sd) << j;
+  // All n coordinates kept: the transform is orthonormal, the round trip exact up to rounding.
+  auto full = make("{kind: random_projection, k: 512}");
+  EXPECT_LT((full->decode(full->encode(v, rng), d) - v).norm(), 1e-5 * v.norm());
+}
+
+TEST(Compressors, PowerSgdIsExactOnLowRankAndImprovesWithWarmStarts) {
+  // A 60 x 40 weight matrix and a 40-value bias; rank 2: P (60 x 2) + Q (40 x 2) + the raw bias.
+  const std::vector<TensorShape> tensors{{0, 2400, 60, 40}, {2400, 40, 40, 1}};
+  auto c = make("{kind: powersgd, rank: 2}", tensors);
+  Rng rng(8, 0, Purpose::kCompression);
+  const Vector a = random_vector(60, 20), b = random_vector(60, 21), x = random_vector(40, 22), y = random_vector(40, 23);
+  Vector v(2440);
+  Eigen::Map<Matrix>(v.data(), 60, 40) = a * x.transpose() + b * y.transpose();  // rank 2
+  v.tail(40) = random_vector(40, 24);
+  const Payload p = c->encode(v, rng);
+  EXPECT_EQ(p.size(), 4u * (2 * (60 + 40) + 40));
+  const Vector back = c->decode(p, 2440);
+  EXPECT_LT((back - v).norm(), 1e-4 * v.norm());
+  EXPECT_EQ(back.tail(40), v.tail(40));  // the bias travels raw
+  // A full-rank matrix: each message's warm start continues the power iteration, so the error
+  // falls towards the best rank-2 error (the tail of the singular values).
+  auto warm = make("{kind: powersgd, rank: 2}", tensors);
+  const Vector m = random_vector(2440, 25) + 0.5f * v;
+  const double first = (warm->decode(warm->encode(m, rng), 2440) - m).norm();
+  double last = first;
+  for (int t = 0; t < 20; ++t) last = (warm->decode(warm->encode(m, rng), 2440) - m).norm();
+  const Eigen::JacobiSVD<Matrix> svd(Eigen::Map<const Matrix>(m.data(), 60, 40));
+  const double best = std::sqrt(svd.singularValues().tail(38).squaredNorm());
+  EXPECT_LT(last, first);
+  EXPECT_LT(last, 1.01 * best);
+  EXPECT_THROW(make("{kind: powersgd}"), ConfigError);  // no model shapes
+}
+
+TEST(Compressors, Ef21ReceiverTracksEachSendersEstimate) {
+  // A constant message under top-10% EF21: every round sends the 10 largest coordinates of what
+  // the receiver's estimate still misses, so after 10 rounds the estimate is exact.
+  const std::int64_t d = 100;
+  auto sender_a = make("{kind: topk, ratio: 0.1, feedback: ef21}"), sender_b = make("{kind: topk, ratio: 0.1, feedback: ef21}");
+  auto receiver = make("{kind: topk, ratio: 0.1, feedback: ef21}");
+  Rng rng(9, 0, Purpose::kCompression);
+  const Vector a = random_vector(d, 30), b = random_vector(d, 31);
+  Vector got_a, got_b;
+  for (int t = 0; t < 10; ++t) {
+    got_a = receiver->receive(1, sender_a->encode(a, rng), d);
+    got_b = receiver->receive(2, sender_b->encode(b, rng), d);
+    if (t == 0) {
+      EXPECT_EQ((got_a.array() != 0.0f).count(), 10);
+    }
+  }
+  EXPECT_EQ(got_a, a);
+  EXPECT_EQ(got_b, b);
+  // EControl with eta 0 sends exactly EF21's bytes; with eta > 0 its error term changes them.
+  auto ef21 = make("{kind: topk, ratio: 0.1, feedback: ef21}"), ec0 = make("{kind: topk, ratio: 0.1, feedback: econtrol, eta: 0}");
+  auto ec = make("{kind: topk, ratio: 0.1, feedback: econtrol, eta: 0.5}");
+  bool differs = false;
+  for (int t = 0; t < 5; ++t) {
+    const Vector v = random_vector(d, 40 + static_cast<std::uint64_t>(t));
+    const Payload p = ef21->encode(v, rng);
+    EXPECT_EQ(ec0->encode(v, rng), p);
+    differs |= ec->encode(v, rng) != p;
+  }
+  EXPECT_TRUE(differs);
+  EXPECT_THROW(make("{kind: topk, feedback: ef21, eta: 0.1}"), ConfigError);  // eta belongs to econtrol
 }
 
 TEST(Compressors, ErrorFeedbackCarriesWhatWasNotSent) {
