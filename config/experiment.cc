@@ -71,16 +71,41 @@ SweepPlan expand_sweep(const YAML::Node& sweep, const std::string& default_name,
       axes.emplace_back(key, std::move(values));
     }
   }
+  // Cases: named variants that set several keys together (e.g. a compressor and its options).
+  std::vector<KeyValues> cases;
+  const YAML::Node case_list = s.raw("cases");
+  if (case_list.IsDefined() && !case_list.IsNull()) {
+    if (!case_list.IsSequence() || case_list.size() == 0)
+      s.fail("cases", "must be a non-empty list of mappings, e.g. [{compressor.kind: none}, {compressor.kind: topk}]");
+    for (std::size_t i = 0; i < case_list.size(); ++i) {
+      const YAML::Node c = case_list[i];
+      const std::string where = "sweep.cases[" + std::to_string(i) + "]";
+      if (!c.IsMap() || c.size() == 0) throw ConfigError(where, "must be a mapping of key paths to values");
+      KeyValues values;
+      for (const auto& kv : c) {
+        const auto key = kv.first.as<std::string>();
+        if (key == "seed") throw ConfigError(where, "sweep seeds with sweep.repeat, not a case");
+        for (const auto& axis : axes)
+          if (axis.first == key) throw ConfigError(where, key + " is also a grid key; set it in one place");
+        values.emplace_back(key, flow_text(kv.second));
+      }
+      cases.push_back(std::move(values));
+    }
+  }
+  if (cases.empty()) cases.emplace_back();
   root.reject_unknown_keys();
-  // The Cartesian product, first key outermost, each point repeated with consecutive seeds.
-  std::vector<std::size_t> index(axes.size(), 0);
-  while (true) {
-    KeyValues params;
-    for (std::size_t a = 0; a < axes.size(); ++a) params.emplace_back(axes[a].first, axes[a].second[index[a]]);
-    for (int r = 0; r < repeat; ++r) plan.runs.push_back({params, r, base_seed + static_cast<std::uint64_t>(r)});
-    std::size_t a = axes.size();
-    while (a > 0 && ++index[a - 1] == axes[a - 1].second.size()) index[--a] = 0;
-    if (a == 0) break;
+  // Every case times the Cartesian product of the grid (first key outermost), each point repeated
+  // with consecutive seeds.
+  for (const KeyValues& c : cases) {
+    std::vector<std::size_t> index(axes.size(), 0);
+    while (true) {
+      KeyValues params = c;
+      for (std::size_t a = 0; a < axes.size(); ++a) params.emplace_back(axes[a].first, axes[a].second[index[a]]);
+      for (int r = 0; r < repeat; ++r) plan.runs.push_back({params, r, base_seed + static_cast<std::uint64_t>(r)});
+      std::size_t a = axes.size();
+      while (a > 0 && ++index[a - 1] == axes[a - 1].second.size()) index[--a] = 0;
+      if (a == 0) break;
+    }
   }
   return plan;
 }

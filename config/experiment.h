@@ -31,7 +31,8 @@ struct SweepPlan {
   std::string name;
   std::vector<SweepRun> runs;  // grid points (first key outermost) x repeats
 };
-// Expands a `sweep:` section: {name, repeat: N, grid: {key.path: [values...]}}. Repeat r runs
+// Expands a `sweep:` section: {name, repeat: N, grid: {key.path: [values...]},
+// cases: [{key.path: value, ...}, ...]}: every case times the grid's Cartesian product. Repeat r runs
 // with seed base_seed + r. Throws ConfigError naming the sweep key at fault.
 SweepPlan expand_sweep(const YAML::Node& sweep, const std::string& default_name, std::uint64_t base_seed);
 

@@ -218,6 +218,18 @@ TEST(Sweep, GridTimesRepeatsFirstKeyOutermostWithConsecutiveSeeds) {
   }
 }
 
+TEST(Sweep, CasesSetSeveralKeysTogetherTimesTheGrid) {
+  const auto plan = expand_sweep(
+      YAML::Load("{cases: [{compressor.kind: none}, {compressor.kind: topk, compressor.ratio: 0.01}], "
+                 "grid: {train.lr: [0.1, 0.2]}}"),
+      "base", 0);
+  ASSERT_EQ(plan.runs.size(), 4u);
+  using KV = std::pair<std::string, std::string>;
+  EXPECT_EQ(plan.runs[0].params, (KeyValues{KV{"compressor.kind", "none"}, KV{"train.lr", "0.1"}}));
+  EXPECT_EQ(plan.runs[3].params,
+            (KeyValues{KV{"compressor.kind", "topk"}, KV{"compressor.ratio", "0.01"}, KV{"train.lr", "0.2"}}));
+}
+
 TEST(Sweep, NoGridMeansRepeatsOfTheBaseConfig) {
   const auto plan = expand_sweep(YAML::Load("{name: seeds, repeat: 3}"), "base", 0);
   EXPECT_EQ(plan.name, "seeds");
@@ -241,6 +253,9 @@ TEST(Sweep, BadSectionsNameTheKey) {
   EXPECT_NE(message("{repet: 2}").find("did you mean sweep.repeat"), std::string::npos);
   EXPECT_NE(message("{grid: {seed: [1, 2]}}").find("sweep.repeat"), std::string::npos);
   EXPECT_NE(message("{grid: [1, 2]}").find("sweep.grid"), std::string::npos);
+  EXPECT_NE(message("{cases: []}").find("sweep.cases"), std::string::npos);
+  EXPECT_NE(message("{cases: [{compressor.kind: none}, 3]}").find("sweep.cases[1]"), std::string::npos);
+  EXPECT_NE(message("{cases: [{train.lr: 1}], grid: {train.lr: [1, 2]}}").find("also a grid key"), std::string::npos);
 }
 
 TEST(Sweep, TakeSweepSplitsTheDocument) {
