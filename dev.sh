@@ -13,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 # Build and run dependencies, all from Debian 12's archive.
 PACKAGES=(build-essential cmake ninja-build pkg-config
           libeigen3-dev libtbb-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libsqlite3-dev zlib1g-dev
-          libgtest-dev libgmock-dev libbenchmark-dev libopenblas-serial-dev sqlite3 dataset-fashion-mnist
+          libgtest-dev libgmock-dev libbenchmark-dev libopenblas-pthread-dev sqlite3 dataset-fashion-mnist
           python3 python3-matplotlib)
 # Only for `bench`: the PyTorch reference loop (../shared/baselines) and its fast BLAS.
 BENCH_PACKAGES=(python3-torch python3-numpy libopenblas0-openmp)

@@ -2,12 +2,23 @@
 
 #include <cblas.h>
 
+#include <mutex>
 #include <stdexcept>
 
 namespace starling {
 
+namespace {
+// TBB owns the parallelism: each GEMM runs in its caller's thread, so results do not depend on
+// the thread count.
+void one_blas_thread() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+}  // namespace
+
 void gemm(Op op_a, const Eigen::Ref<const Matrix>& a, Op op_b, const Eigen::Ref<const Matrix>& b,
           Eigen::Ref<Matrix> c, bool accumulate) {
+  one_blas_thread();
   const bool ta = op_a == Op::kTranspose, tb = op_b == Op::kTranspose;
   const Eigen::Index m = ta ? a.cols() : a.rows(), k = ta ? a.rows() : a.cols();
   const Eigen::Index kb = tb ? b.cols() : b.rows(), n = tb ? b.rows() : b.cols();
