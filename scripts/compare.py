@@ -1,13 +1,13 @@
 #!/usr/bin/python3
 """Compare a metric across runs: an aligned table by round, and optionally a plot and a CSV.
 
-usage: scripts/compare.py DB --runs 3,4,5 [--metric test_accuracy] [--x round|bytes_total|sim_time]
-                          [--png out.png] [--csv out.csv]
+usage: scripts/compare.py DB (--runs 3,4,5 | --name NAME) [--metric test_accuracy]
+                          [--x round|bytes_total|sim_time] [--logx] [--title T] [--png out.png] [--csv out.csv]
 """
 import sys
 
-from starling_db import (Parser, check_metric, check_runs_exist, main_wrapper, open_db, parse_run_ids, print_table,
-                         pyplot, run_label, write_csv)
+from starling_db import (Parser, UsageError, check_metric, check_runs_exist, main_wrapper, open_db, parse_run_ids,
+                         print_table, pyplot, run_label, write_csv)
 
 X_LABELS = {"round": "round", "bytes_total": "bytes on the wire (MB)", "sim_time": "virtual time (s)"}
 
@@ -21,14 +21,25 @@ def series(con, run_id, metric):
 def main(argv):
     p = Parser(prog="compare.py", description="Compare a metric across runs.")
     p.add_argument("db")
-    p.add_argument("--runs", required=True, help="run ids: 3,4,5 or 3-5")
+    p.add_argument("--runs", help="run ids: 3,4,5 or 3-5")
+    p.add_argument("--name", help="instead of --runs: every finished run of this name (e.g. a sweep's)")
     p.add_argument("--metric", default="test_accuracy")
     p.add_argument("--x", default="round", choices=sorted(X_LABELS))
+    p.add_argument("--logx", action="store_true", help="logarithmic x axis (bytes spanning decades)")
+    p.add_argument("--title", help="plot title")
     p.add_argument("--png", help="write a plot to this file")
     p.add_argument("--csv", help="write the aligned table to this file")
     a = p.parse_args(argv)
     con = open_db(a.db)
-    run_ids = parse_run_ids(a.runs)
+    if (a.runs is None) == (a.name is None):
+        raise UsageError("give either --runs or --name")
+    if a.name is not None:
+        run_ids = [r for (r,) in con.execute("SELECT run_id FROM runs WHERE name = ? AND status = 'finished' "
+                                             "ORDER BY run_id", (a.name,))]
+        if not run_ids:
+            raise UsageError(f"--name: no finished run named '{a.name}' in {a.db}")
+    else:
+        run_ids = parse_run_ids(a.runs)
     check_runs_exist(con, run_ids)
     check_metric(con, run_ids, a.metric)
 
@@ -66,6 +77,10 @@ def main(argv):
             points = [(row[column] / 1e6 if a.x == "bytes_total" else row[column], row[3]) for row in data[r]
                       if row[column] is not None and row[3] is not None]
             ax.plot([x for x, _ in points], [y for _, y in points], label=labels[r], linewidth=1.4)
+        if a.logx:
+            ax.set_xscale("log")
+        if a.title:
+            ax.set_title(a.title)
         ax.set_xlabel(X_LABELS[a.x])
         ax.set_ylabel(a.metric)
         ax.grid(alpha=0.3)

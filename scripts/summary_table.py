@@ -3,7 +3,10 @@
 swept values), mean ± std over its repeats: final test accuracy, final mean node accuracy and
 consensus distance (decentralized runs), bytes on the wire, and rounds to reach a target.
 
-usage: scripts/summary_table.py DB [--target 0.8] [--metric test_accuracy]
+usage: scripts/summary_table.py DB [--target 0.8] [--metric test_accuracy] [--uplink]
+
+--uplink adds the MB sent to node 0 (a FedAvg server: the clients' updates), where uplink
+compression shows, since the dense model sent down is in "MB on the wire" too.
 """
 import statistics
 import sys
@@ -25,6 +28,7 @@ def main(argv):
     p.add_argument("db")
     p.add_argument("--metric", default="test_accuracy")
     p.add_argument("--target", type=float, default=0.8)
+    p.add_argument("--uplink", action="store_true", help="add a column: MB received by node 0 (the server)")
     a = p.parse_args(argv)
     con = open_db(a.db)
     groups = {}
@@ -37,8 +41,13 @@ def main(argv):
         return row[0] if row else None
 
     print(f"| configuration | runs | final {a.metric} | final node_accuracy_mean | final consensus_distance | "
-          f"MB on the wire | rounds to {a.metric} >= {a.target} | MB to {a.target} |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"MB on the wire |{' uplink MB |' if a.uplink else ''} rounds to {a.metric} >= {a.target} | "
+          f"MB to {a.target} |")
+    print("|---|---|---|---|---|---|---|---|" + ("---|" if a.uplink else ""))
+
+    def uplink(run_id):
+        return con.execute("SELECT COALESCE(SUM(bytes), 0) FROM traffic WHERE run_id = ? AND dst = 0", (run_id,)).fetchone()[0]
+
     for (name, point), runs in groups.items():
         reached, spent = [], []
         for r in runs:
@@ -53,7 +62,9 @@ def main(argv):
         print(f"| {name} {point}".rstrip() + f" | {len(runs)} | {mean_std([final(r, a.metric) for r in runs])} | "
               f"{mean_std([final(r, 'node_accuracy_mean') for r in runs])} | "
               f"{mean_std([final(r, 'consensus_distance') for r in runs], 4)} | "
-              f"{mean_std([final(r, 'bytes_total') for r in runs], 1, 1e-6)} | {to_target} | {bytes_to_target} |")
+              f"{mean_std([final(r, 'bytes_total') for r in runs], 1, 1e-6)} |"
+              + (f" {mean_std([uplink(r) for r in runs], 2, 1e-6)} |" if a.uplink else "")
+              + f" {to_target} | {bytes_to_target} |")
     return 0
 
 

@@ -176,6 +176,28 @@ class ScriptsTest(unittest.TestCase):
         self.assertEqual(single[3], f"{final['bytes_total'] / (6 * final['participants']):,.1f}")
         self.assertEqual(single[5].strip(" |"), "-")  # not a zo_shared run
 
+    def test_compare_by_name_selects_that_names_runs(self):
+        ids = [r[0] for r in self.query("SELECT run_id FROM runs WHERE name = 'tiny' ORDER BY run_id")]
+        self.assertEqual(len(ids), 8)
+        out, _ = self.script("compare.py", self.db, "--name", "tiny", "--x", "bytes_total", "--logx")
+        self.assertEqual([line.split(":")[0] for line in out.splitlines() if line.startswith("run ") and ":" in line],
+                         [f"run {i}" for i in ids])
+
+    # -- summary_table.py
+    def test_summary_table_groups_sweep_points_and_reports_uplink_bytes(self):
+        out, _ = self.script("summary_table.py", self.db, "--target", "0.5", "--uplink")
+        rows = [line for line in out.splitlines() if line.startswith("| tiny ") or line.startswith("| single")]
+        self.assertEqual(len(rows), 1 + 4)  # the single run, and 4 grid points of 2 repeats each
+        single = next(line for line in rows if line.startswith("| single")).split("|")
+        self.assertEqual(single[2].strip(), "1")
+        run_id = self.query("SELECT run_id FROM runs WHERE name = 'single'")[0][0]
+        up = self.query("SELECT SUM(bytes) FROM traffic WHERE run_id = ? AND dst = 0", run_id)[0][0]
+        self.assertGreater(up, 0)
+        self.assertEqual(single[7].strip(), f"{up / 1e6:.2f}")
+        for line in rows:
+            if line.startswith("| tiny "):
+                self.assertEqual(line.split("|")[2].strip(), "2")
+
     # -- bad arguments
     def test_usage_errors(self):
         _, err = self.script("compare.py", self.db, "--runs", "999", expect=2)
@@ -184,6 +206,10 @@ class ScriptsTest(unittest.TestCase):
         self.assertIn("--runs", err)
         _, err = self.script("compare.py", self.db, "--runs", "1", "--x", "hours", expect=2)
         self.assertIn("invalid choice", err)
+        _, err = self.script("compare.py", self.db, "--name", "nope", expect=2)
+        self.assertIn("no finished run named 'nope'", err)
+        _, err = self.script("compare.py", self.db, "--runs", "1", "--name", "single", expect=2)
+        self.assertIn("either --runs or --name", err)
         _, err = self.script("sweep_table.py", self.db, "--sweep", "nope", expect=2)
         self.assertIn("known: tiny_sweep", err)
         _, err = self.script("to_target.py", os.path.join(self.tmp, "missing.db"), "--target", "0.5", expect=2)
