@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one experiment folder from scratch and rewrites the table in its README from the results
 # database (numbers are never typed by hand).
-#   experiments/run.sh gossip_steps|single_merge|variance_correction|zo_shared [--target ACC]
+#   experiments/run.sh gossip_steps|single_merge|variance_correction|zo_shared|compression [--target ACC] [--uplink]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 name=${1:?usage: experiments/run.sh NAME [--target ACC]}
@@ -30,5 +30,7 @@ for name, body in zip(blocks[::2], blocks[1::2]):
                       flags=re.S)
 open(path, "w").write(text)
 PY
+# A folder may also draw its figures from the same database.
+if [ -x "$dir/plot.sh" ]; then "$dir/plot.sh" "$db"; fi
 sqlite3 "$db" "PRAGMA wal_checkpoint(TRUNCATE)" >/dev/null 2>&1 || true
 echo "updated $dir/README.md from $db"
