@@ -89,6 +89,7 @@ def scale_run():
 
 def main():
     compress = google_benchmark("bench_compressors")
+    aggregate = google_benchmark("bench_aggregators")
     engine = google_benchmark("bench_engine")
     training = google_benchmark("bench_training")
     phold = engine["BM_Phold/processes:1000"]["events/s"]
@@ -180,6 +181,18 @@ def main():
         cells = [f"{compress[f'BM_EncodeDecode/{op}/d:{d}']['bytes_per_second'] / 1e9:.2f} "
                  f"({100 * compress[f'BM_EncodeDecode/{op}/d:{d}']['bytes_per_second'] / copy:.0f}%)" for op in ops]
         lines.append(f"| {d:,} | {copy / 1e9:.2f} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("## Aggregation: 100 updates of d = 10^6 (default TBB threads)\n")
+    lines.append("GB/s of input read (400 MB per combine); `read` sums the same 100 vectors block by block, the "
+                 "machine's read bandwidth in this run. Targets (issue 5): mean >= 50% of read; median and trimmed "
+                 "mean within 10x of mean's time.\n")
+    bandwidth = aggregate["BM_ReadBandwidth/real_time"]["bytes_per_second"]
+    mean_rate = aggregate["BM_Aggregate/mean/real_time"]["bytes_per_second"]
+    lines.append(f"| rule | GB/s | % of read ({bandwidth / 1e9:.2f} GB/s) | time / mean's |")
+    lines.append("|---|---|---|---|")
+    for rule in ("mean", "median", "trimmed_mean", "majority_vote", "geometric_median", "centered_clip", "krum"):
+        rate = aggregate[f"BM_Aggregate/{rule}/real_time"]["bytes_per_second"]
+        lines.append(f"| {rule} | {rate / 1e9:.2f} | {100 * rate / bandwidth:.0f}% | {mean_rate / rate:.1f}x |")
     text = "\n".join(lines)
     with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as fh:
         fh.write(text)
