@@ -7,6 +7,9 @@
 #include <functional>
 #include <utility>
 
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 #ifdef __linux__
 #include <sys/mman.h>
 #endif
@@ -16,10 +19,6 @@
 #include "compressors/wire.h"
 
 namespace starling {
-
-void require_finite(const Vector& v, const char* who) {
-  if (!v.allFinite()) throw Error(std::string(who) + " compressor: the vector holds NaN or infinite values");
-}
 
 namespace {
 
@@ -31,6 +30,43 @@ constexpr std::uint32_t kInfinityBits = 0x7f800000u;  // NaNs lie above
 
 [[noreturn]] void refuse_non_finite(const char* who) {
   throw Error(std::string(who) + " compressor: the vector holds NaN or infinite values");
+}
+
+// Bit t set iff x[t] < 0, resp. iff |x[t]| >= the float whose bits are `threshold`, for t < n <= 64.
+// With AVX2 a compare and a movemask per 8 floats; the portable loops do not vectorise as well.
+std::uint64_t negative_mask(const float* x, std::int64_t n) {
+  std::uint64_t mask = 0;
+  std::int64_t t = 0;
+#ifdef __AVX2__
+  for (; t + 8 <= n; t += 8) {
+    const __m256 lanes = _mm256_loadu_ps(x + t);
+    mask |= std::uint64_t(unsigned(_mm256_movemask_ps(_mm256_cmp_ps(lanes, _mm256_setzero_ps(), _CMP_LT_OQ)))) << t;
+  }
+#endif
+  for (; t < n; ++t) mask |= std::uint64_t{x[t] < 0.0f} << t;
+  return mask;
+}
+
+std::uint64_t at_least_mask(const float* x, std::int64_t n, std::uint32_t threshold) {
+  std::uint64_t mask = 0;
+  std::int64_t t = 0;
+#ifdef __AVX2__
+  // Magnitude bits are below 2^31, so the signed compare is the unsigned one: m > threshold - 1.
+  const __m256i below = _mm256_set1_epi32(static_cast<int>(threshold) - 1), abs = _mm256_set1_epi32(0x7fffffff);
+  for (; threshold > 0 && t + 8 <= n; t += 8) {
+    const __m256i m = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + t)), abs);
+    mask |= std::uint64_t(unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(m, below))))) << t;
+  }
+#endif
+  for (; t < n; ++t) mask |= std::uint64_t{magnitude_bits(x[t]) >= threshold} << t;
+  return mask;
+}
+
+// The largest magnitude bits of x[0..n): >= kInfinityBits iff some x is NaN or infinite.
+std::uint32_t largest_magnitude(const float* x, std::int64_t n) {
+  std::uint32_t largest = 0;
+  for (std::int64_t t = 0; t < n; ++t) largest = std::max(largest, magnitude_bits(x[t]));  // vectorises
+  return largest;
 }
 
 // Large outputs ask Linux for transparent huge pages before they are first touched: a fresh
@@ -110,10 +146,8 @@ class Cast16 final : public Compressor {
     std::uint16_t block[kBlock];
     for (std::int64_t at = 0; at < d; at += kBlock) {
       const std::int64_t n = std::min(kBlock, d - at);
-      for (std::int64_t t = 0; t < n; ++t) {
-        block[t] = Encode(v[at + t]);
-        largest = std::max(largest, magnitude_bits(v[at + t]));
-      }
+      for (std::int64_t t = 0; t < n; ++t) block[t] = Encode(v[at + t]);
+      largest = std::max(largest, largest_magnitude(v.data() + at, n));
       std::memcpy(out.data() + 2 * at, block, static_cast<std::size_t>(n) * 2);
     }
     if (largest >= kInfinityBits) refuse_non_finite(name_);
@@ -252,57 +286,63 @@ std::uint32_t sampled_threshold(const Vector& v, std::int64_t k, std::int64_t wi
   return sample[rank];
 }
 
-// Indices (ascending) of the k largest |v_j|, ties to the lower index; refuses NaN/inf.
+// Indices (ascending) and values of the k largest |v_j|, ties to the lower index; refuses NaN/inf.
 // Exact without sorting d keys: one pass keeps the candidates with |v_j| >= a sampled threshold
 // (in index order), the k-th largest candidate key comes from nth_element over those alone, and
 // a second look at the candidates keeps the keys at or above it. Too few candidates (an unlucky
 // sample) means a retry with a lower threshold; the last try, threshold 0, keeps every coordinate.
-std::vector<std::uint32_t> top_k_indices(const Vector& v, std::int64_t k) {
-  constexpr std::int64_t kBlock = 16;  // the max over a block vectorises; blocks without candidates are skipped
+struct Selection {
+  std::vector<std::uint32_t> indices;
+  std::vector<float> values;
+};
+
+Selection top_k(const Vector& v, std::int64_t k) {
   const std::int64_t d = v.size();
   std::vector<std::uint64_t> keys;
+  std::vector<float> values;  // kept with the keys: no second, random-access read of v
   for (std::int64_t widen = 1;; widen *= 4) {
     const std::uint32_t threshold = sampled_threshold(v, k, widen);
     keys.clear();
-    for (std::int64_t at = 0; at < d; at += kBlock) {
-      const std::int64_t n = std::min(kBlock, d - at);
-      std::uint32_t largest = 0;
-      for (std::int64_t t = 0; t < n; ++t) largest = std::max(largest, magnitude_bits(v[at + t]));
-      if (largest < threshold) continue;
-      if (largest >= kInfinityBits) refuse_non_finite("topk");  // a threshold is a value of v: no NaN hides below it
-      for (std::int64_t t = 0; t < n; ++t) {
-        const std::uint32_t m = magnitude_bits(v[at + t]);
-        if (m >= threshold) keys.push_back(rank_key(m, static_cast<std::uint32_t>(at + t)));
+    values.clear();
+    for (std::int64_t at = 0; at < d; at += 64) {
+      for (std::uint64_t mask = at_least_mask(v.data() + at, std::min<std::int64_t>(64, d - at), threshold); mask; mask &= mask - 1) {
+        const std::int64_t j = at + std::countr_zero(mask);
+        const std::uint32_t m = magnitude_bits(v[j]);
+        if (m >= kInfinityBits) refuse_non_finite("topk");  // the threshold is a value of v: no NaN hides below it
+        keys.push_back(rank_key(m, static_cast<std::uint32_t>(j)));
+        values.push_back(v[j]);
       }
     }
     if (static_cast<std::int64_t>(keys.size()) >= k) break;
   }
-  std::vector<std::uint32_t> indices;
-  if (k == 0) return indices;
+  Selection top;
+  if (k == 0) return top;
   std::vector<std::uint64_t> order(keys);
   std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), std::greater<>());
   const std::uint64_t kth = order[static_cast<std::size_t>(k - 1)];
-  indices.reserve(static_cast<std::size_t>(k));
-  for (auto key : keys)
-    if (key >= kth) indices.push_back(~static_cast<std::uint32_t>(key));
-  return indices;
+  top.indices.reserve(static_cast<std::size_t>(k));
+  top.values.reserve(static_cast<std::size_t>(k));
+  for (std::size_t c = 0; c < keys.size(); ++c) {
+    if (keys[c] < kth) continue;
+    top.indices.push_back(~static_cast<std::uint32_t>(keys[c]));
+    top.values.push_back(values[c]);
+  }
+  return top;
 }
 
-// The k largest |v_j| (ties: lower index first), selected exactly (top_k_indices).
+// The k largest |v_j| (ties: lower index first), selected exactly (top_k).
 // Payload: u32 k, k float32 values (in index order), then the indices (put_indices).
 class TopK final : public Compressor {
  public:
   TopK(double ratio, std::int64_t k) : ratio_(ratio), k_(k) {}
   Payload encode(const Vector& v, Rng&) override {
     const std::int64_t d = v.size(), k = count_from(ratio_, k_, d);
-    const auto idx = top_k_indices(v, k);
-    std::vector<float> values(idx.size());
-    for (std::size_t j = 0; j < idx.size(); ++j) values[j] = v[idx[j]];
+    const Selection top = top_k(v, k);
     Payload out;
     ByteWriter w(out);
     w.put<std::uint32_t>(static_cast<std::uint32_t>(k));
-    w.put_floats(values.data(), values.size());
-    put_indices(w, idx, d);
+    w.put_floats(top.values.data(), top.values.size());
+    put_indices(w, top.indices, d);
     return out;
   }
   Vector decode(const Payload& p, std::int64_t d) override {
@@ -311,9 +351,14 @@ class TopK final : public Compressor {
     if (k > d) r.fail("k exceeds the model size");
     const std::uint8_t* values = r.take(4 * static_cast<std::size_t>(k));
     Vector out = fresh_vector(d);
-    out.setZero();
-    get_indices(r, k, d, [&](std::size_t j, std::uint32_t i) { std::memcpy(&out[i], values + 4 * j, 4); });
+    std::int64_t filled = 0;  // one sequential sweep: zeros up to each index, then its value
+    get_indices(r, k, d, [&](std::size_t j, std::uint32_t i) {
+      std::fill(out.data() + filled, out.data() + i, 0.0f);
+      std::memcpy(&out[i], values + 4 * j, 4);
+      filled = i + 1;
+    });
     r.expect_end();
+    std::fill(out.data() + filled, out.data() + d, 0.0f);
     return out;
   }
   std::unique_ptr<Compressor> clone() const override { return std::make_unique<TopK>(ratio_, k_); }
@@ -482,8 +527,8 @@ void for_each_piece(std::int64_t d, std::int64_t bucket, Piece&& piece) {
 // bits packed LSB-first after the norms. Bytes: 4 * ceil(d / b) + ceil(d * (1 + ceil(log2(s+1))) / 8).
 //
 // The rounding uniforms are counter-based: one u64 seed per encode from the node's Rng, and
-// coordinate j draws u_j = hash(seed, j) (two rounds of a 32-bit integer hash, keyed by the two
-// halves of the seed and the high half of j), 24 bits, as a float in [0, 1). For a uniformly
+// coordinate j draws u_j = hash(seed, j) (a 32-bit integer hash of the low half of j plus the
+// low half of the seed, xor the high halves of both), 24 bits, as a float in [0, 1). For a uniformly
 // random seed each u_j is uniform on that grid, so P(round up) = frac to within 2^-24 and the
 // rounding is unbiased; it is a pure function of (seed, j), so the bytes do not depend on the
 // order or thread the coordinates are visited in, and the loop vectorises.
@@ -535,9 +580,9 @@ class Qsgd final : public Compressor {
       const std::int64_t first = begin / 64, last = (end + 63) / 64;
       for (std::int64_t block = first; block < last; ++block) packed.unpack_block(block, stream, codes + 64 * (block - first));
       const std::uint32_t* c = codes + (begin - 64 * first);
-      const float s = static_cast<float>(s_);
+      const float step = norm / static_cast<float>(s_);
       for (std::int64_t j = 0; j < end - begin; ++j) {
-        const float magnitude = norm * static_cast<float>(static_cast<std::int32_t>(c[j] >> 1)) / s;
+        const float magnitude = step * static_cast<float>(static_cast<std::int32_t>(c[j] >> 1));
         out[begin + j] = c[j] & 1u ? -magnitude : magnitude;
       }
     });
@@ -559,9 +604,8 @@ class Qsgd final : public Compressor {
 
   // Codes of x[0..n), coordinates first.. of a bucket with this norm (see the class comment).
   void quantize(const float* x, std::int64_t n, std::uint64_t first, std::uint64_t seed, float norm, std::uint32_t* codes) const {
-    const auto key_low = static_cast<std::uint32_t>(seed);
-    const auto key_high = static_cast<std::uint32_t>(seed >> 32) ^ static_cast<std::uint32_t>(first >> 32);
-    const auto low = static_cast<std::uint32_t>(first);
+    const auto low = static_cast<std::uint32_t>(first) + static_cast<std::uint32_t>(seed);
+    const auto high = (static_cast<std::uint32_t>(seed >> 32) ^ static_cast<std::uint32_t>(first >> 32)) * 0x9e3779b9u;
     const float s = static_cast<float>(s_);
     if (!(norm > 0.0f)) {  // a zero bucket: level 0, sign bits only
       for (std::int64_t i = 0; i < n; ++i) codes[i] = x[i] < 0.0f ? 1u : 0u;
@@ -570,7 +614,7 @@ class Qsgd final : public Compressor {
     for (std::int64_t i = 0; i < n; ++i) {
       const float scaled = std::min(std::abs(x[i]) / norm * s, s);  // |x_i| <= norm, up to rounding
       const auto floor = static_cast<std::int32_t>(scaled);
-      const std::uint32_t u = hash32(hash32((low + static_cast<std::uint32_t>(i)) ^ key_low) ^ key_high) >> 8;
+      const std::uint32_t u = hash32((low + static_cast<std::uint32_t>(i)) ^ high) >> 8;
       const bool up = static_cast<float>(static_cast<std::int32_t>(u)) * 0x1.0p-24f < scaled - static_cast<float>(floor);
       codes[i] = (x[i] < 0.0f ? 1u : 0u) | static_cast<std::uint32_t>(floor + up) << 1;
     }
@@ -597,15 +641,16 @@ class Sign final : public Compressor {
     std::uint32_t largest = 0;
     for (std::int64_t at = 0; at < d; at += 64) {
       const std::int64_t n = std::min<std::int64_t>(64, d - at);
-      std::uint64_t word = 0;
-      float sum = 0.0f;
-      for (std::int64_t t = 0; t < n; ++t) {
-        const float x = v[at + t];
-        word |= std::uint64_t{x < 0.0f} << t;
-        sum += std::abs(x);
-        largest = std::max(largest, magnitude_bits(x));
+      float lanes[16] = {};  // 16 partial sums: vectorises without reassociating a float sum
+      if (n == 64) {
+        for (std::int64_t g = 0; g < 64; g += 16)
+          for (std::int64_t t = 0; t < 16; ++t) lanes[t] += std::abs(v[at + g + t]);
+      } else {
+        for (std::int64_t t = 0; t < n; ++t) lanes[0] += std::abs(v[at + t]);
       }
-      l1 += sum;
+      for (float lane : lanes) l1 += lane;
+      largest = std::max(largest, largest_magnitude(v.data() + at, n));
+      const std::uint64_t word = negative_mask(v.data() + at, n);
       std::memcpy(out.data() + head + at / 8, &word, static_cast<std::size_t>((n + 7) / 8));
     }
     if (largest >= kInfinityBits) refuse_non_finite("sign");
@@ -636,6 +681,10 @@ class Sign final : public Compressor {
 };
 
 }  // namespace
+
+void require_finite(const Vector& v, const char* who) {
+  if (largest_magnitude(v.data(), v.size()) >= kInfinityBits) refuse_non_finite(who);
+}
 
 void register_operators(CompressorRegistry& r) {
   r.add("fp16", "IEEE half precision, 2 bytes per coordinate",
