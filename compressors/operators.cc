@@ -450,18 +450,34 @@ std::uint32_t get_code(const std::uint64_t* words) {
   return static_cast<std::uint32_t>(x & ((std::uint64_t{1} << Bits) - 1));
 }
 
+// Widths that divide 8 (QSGD with s = 1, 7, 127) never straddle a byte: plain byte loops, which vectorise.
 template <int Bits>
 void pack64(const std::uint32_t* codes, std::uint8_t* out) {
-  std::uint64_t words[Bits] = {};
-  [&]<int... T>(std::integer_sequence<int, T...>) { (put_code<Bits, T>(words, codes[T]), ...); }(std::make_integer_sequence<int, 64>{});
-  std::memcpy(out, words, sizeof words);
+  if constexpr (8 % Bits == 0) {
+    constexpr int kPerByte = 8 / Bits;
+    for (int i = 0; i < 8 * Bits; ++i) {
+      std::uint32_t byte = 0;
+      for (int t = 0; t < kPerByte; ++t) byte |= codes[kPerByte * i + t] << (t * Bits);
+      out[i] = static_cast<std::uint8_t>(byte);
+    }
+  } else {
+    std::uint64_t words[Bits] = {};
+    [&]<int... T>(std::integer_sequence<int, T...>) { (put_code<Bits, T>(words, codes[T]), ...); }(std::make_integer_sequence<int, 64>{});
+    std::memcpy(out, words, sizeof words);
+  }
 }
 
 template <int Bits>
 void unpack64(const std::uint8_t* in, std::uint32_t* codes) {
-  std::uint64_t words[Bits];
-  std::memcpy(words, in, sizeof words);
-  [&]<int... T>(std::integer_sequence<int, T...>) { ((codes[T] = get_code<Bits, T>(words)), ...); }(std::make_integer_sequence<int, 64>{});
+  if constexpr (8 % Bits == 0) {
+    constexpr int kPerByte = 8 / Bits;
+    for (int i = 0; i < 8 * Bits; ++i)
+      for (int t = 0; t < kPerByte; ++t) codes[kPerByte * i + t] = (in[i] >> (t * Bits)) & ((1u << Bits) - 1);
+  } else {
+    std::uint64_t words[Bits];
+    std::memcpy(words, in, sizeof words);
+    [&]<int... T>(std::integer_sequence<int, T...>) { ((codes[T] = get_code<Bits, T>(words)), ...); }(std::make_integer_sequence<int, 64>{});
+  }
 }
 
 // Bits 1..22 (QSGD: a sign bit and up to 21 level bits for s <= 2^20).
