@@ -627,12 +627,20 @@ class Qsgd final : public Compressor {
       for (std::int64_t i = 0; i < n; ++i) codes[i] = x[i] < 0.0f ? 1u : 0u;
       return;
     }
-    for (std::int64_t i = 0; i < n; ++i) {
-      const float scaled = std::min(std::abs(x[i]) / norm * s, s);  // |x_i| <= norm, up to rounding
-      const auto floor = static_cast<std::int32_t>(scaled);
-      const std::uint32_t u = hash32((low + static_cast<std::uint32_t>(i)) ^ high) >> 8;
-      const bool up = static_cast<float>(static_cast<std::int32_t>(u)) * 0x1.0p-24f < scaled - static_cast<float>(floor);
-      codes[i] = (x[i] < 0.0f ? 1u : 0u) | static_cast<std::uint32_t>(floor + up) << 1;
+    const auto round = [&](auto to_levels) {
+      for (std::uint32_t i = 0; i < static_cast<std::uint32_t>(n); ++i) {
+        const float scaled = std::min(to_levels(std::abs(x[i])), s);  // |x_i| <= norm, up to rounding
+        const auto floor = static_cast<std::int32_t>(scaled);
+        const std::uint32_t u = hash32((low + i) ^ high) >> 8;
+        const bool up = static_cast<float>(static_cast<std::int32_t>(u)) * 0x1.0p-24f < scaled - static_cast<float>(floor);
+        codes[i] = (x[i] < 0.0f ? 1u : 0u) | static_cast<std::uint32_t>(floor + up) << 1;
+      }
+    };
+    // A multiply instead of a divide per coordinate, unless s / norm overflows (norm < s / FLT_MAX).
+    if (const float inverse = s / norm; std::isfinite(inverse)) {
+      round([inverse](float a) { return a * inverse; });
+    } else {
+      round([norm, s](float a) { return a / norm * s; });
     }
   }
 
