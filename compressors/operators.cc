@@ -567,6 +567,9 @@ class Qsgd final : public Compressor {
         norm = bucket.norm();  // inf or NaN if the bucket holds them, or if squares overflow
         if (!std::isfinite(norm) && !bucket.allFinite()) refuse_non_finite("qsgd");
         std::memcpy(out.data() + 4 * b, &norm, 4);
+        // Ask for the next bucket now so that its loads overlap this bucket's (compute-bound) rounding.
+        const std::int64_t ahead = std::min({d, begin + 2 * bucket.size(), begin + bucket.size() + kWindowCodes});
+        for (std::int64_t j = begin + bucket.size(); j < ahead; j += 16) __builtin_prefetch(v.data() + j);
       }
       quantize(v.data() + begin, end - begin, static_cast<std::uint64_t>(begin), seed, norm, codes + pending);
       pending += end - begin;
