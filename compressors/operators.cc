@@ -268,18 +268,20 @@ std::int64_t count_from(double ratio, std::int64_t k, std::int64_t d) {
 std::uint64_t rank_key(std::uint32_t magnitude, std::uint32_t j) { return std::uint64_t{magnitude} << 32 | ~j; }
 
 // Magnitude bits t for which about `expected` coordinates of v, plus a 4-sigma margin times
-// `widen`, have |v_j| >= t: an order statistic of a sample of 2^14 coordinates (deterministic:
-// one 16-float run from each of 1024 strata). 0 once the margin covers the whole sample.
+// `widen`, have |v_j| >= t: an order statistic of a sample of one 16-float run from each of up
+// to 1024 strata of at least 512 coordinates (deterministic offsets). 0 once the margin covers
+// the whole sample, and for vectors too short to sample (under 2^15 coordinates).
 std::uint32_t sampled_threshold(const Vector& v, std::int64_t k, std::int64_t widen) {
-  constexpr std::int64_t kStrata = 1024, kRun = 16, kSample = kStrata * kRun;
-  const std::int64_t d = v.size(), stratum = d / kStrata;
-  if (stratum < 2 * kRun) return 0;  // small vectors: select exactly over all of them
-  std::vector<std::uint32_t> sample(kSample);
-  for (std::int64_t s = 0; s < kStrata; ++s) {
+  constexpr std::int64_t kRun = 16;
+  const std::int64_t d = v.size(), strata = std::min<std::int64_t>(1024, d / 512), kSample = strata * kRun;
+  if (strata < 64) return 0;
+  const std::int64_t stratum = d / strata;
+  std::vector<std::uint32_t> sample(static_cast<std::size_t>(kSample));
+  for (std::int64_t s = 0; s < strata; ++s) {
     const auto offset = static_cast<std::int64_t>(mix64(static_cast<std::uint64_t>(s)) % static_cast<std::uint64_t>(stratum - kRun));
     for (std::int64_t t = 0; t < kRun; ++t) sample[s * kRun + t] = magnitude_bits(v[s * stratum + offset + t]);
   }
-  const double expected = static_cast<double>(k) * kSample / static_cast<double>(d);
+  const double expected = static_cast<double>(k) * static_cast<double>(kSample) / static_cast<double>(d);
   const auto rank = static_cast<std::int64_t>(widen * (expected + 4.0 * std::sqrt(expected) + 8.0));
   if (rank >= kSample) return 0;
   std::nth_element(sample.begin(), sample.begin() + rank, sample.end(), std::greater<>());
