@@ -5,7 +5,6 @@
 #include <bit>
 #include <algorithm>
 #include <cstring>
-#include <unordered_set>
 
 namespace starling {
 
@@ -25,16 +24,23 @@ Vector decode_fp32(const Payload& payload, std::int64_t dim) {
   return v;
 }
 
-// Floyd's algorithm: k distinct values of [0, d) in O(k), sorted.
 std::vector<std::uint32_t> draw_indices(std::uint64_t seed, std::int64_t k, std::int64_t d) {
   Rng rng(seed, kNoNode, Purpose::kCompression);
-  std::unordered_set<std::uint32_t> chosen;  // Floyd's algorithm: k distinct values in O(k)
+  std::vector<std::uint64_t> chosen(static_cast<std::size_t>((d + 63) / 64));  // Floyd's algorithm over a bitmap
+  const auto test_and_set = [&](std::uint64_t i) {
+    const std::uint64_t bit = std::uint64_t{1} << (i % 64), was = chosen[i / 64] & bit;
+    chosen[i / 64] |= bit;
+    return was != 0;
+  };
   for (std::int64_t j = d - k; j < d; ++j) {
-    const auto t = static_cast<std::uint32_t>(rng.below(static_cast<std::uint64_t>(j + 1)));
-    chosen.insert(chosen.count(t) ? static_cast<std::uint32_t>(j) : t);
+    const std::uint64_t t = rng.below(static_cast<std::uint64_t>(j + 1));
+    if (test_and_set(t)) test_and_set(static_cast<std::uint64_t>(j));
   }
-  std::vector<std::uint32_t> out(chosen.begin(), chosen.end());
-  std::sort(out.begin(), out.end());
+  std::vector<std::uint32_t> out;
+  out.reserve(static_cast<std::size_t>(k));
+  for (std::size_t w = 0; w < chosen.size(); ++w)
+    for (std::uint64_t word = chosen[w]; word; word &= word - 1)
+      out.push_back(static_cast<std::uint32_t>(64 * w + static_cast<std::size_t>(std::countr_zero(word))));
   return out;
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <string>
 
 #include "compressors/compressor.h"
@@ -60,6 +61,12 @@ class ByteReader {
       if (!(byte & 0x80)) return value;
     }
     fail("overlong varint");
+  }
+  // The unread bytes, for decoders that walk them directly; skip() past what they used.
+  std::span<const std::uint8_t> rest() const { return {in_.data() + pos_, in_.size() - pos_}; }
+  void skip(std::size_t n) {
+    need(n);
+    pos_ += n;
   }
   const std::uint8_t* take(std::size_t n) {
     need(n);

@@ -4,6 +4,7 @@
 #include <Eigen/SVD>
 
 #include <cmath>
+#include <numeric>
 
 #include "compressors/compressor.h"
 #include "test_util.h"
@@ -114,6 +115,34 @@ TEST(Compressors, TopKKeepsTheKLargestAndIsContractive) {
   EXPECT_LE(sq(back - v), (1.0 - 100.0 / d) * sq(v));  // delta = k / d
   // k instead of a ratio.
   EXPECT_EQ((make("{kind: topk, k: 7}")->decode(make("{kind: topk, k: 7}")->encode(v, rng), d).array() != 0).count(), 7);
+}
+
+// The fast top-k selection (sampled threshold, candidates only) must pick exactly what a full
+// sort picks: the k largest |v_j|, ties to the lower index. Values are nonzero, so the decoded
+// support is the selection.
+TEST(Compressors, TopKMatchesAFullSort) {
+  Rng rng(1, 0, Purpose::kCompression);
+  const auto check = [&](const Vector& v, std::int64_t k) {
+    const std::int64_t d = v.size();
+    std::vector<std::int64_t> order(static_cast<std::size_t>(d));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return std::abs(v[a]) > std::abs(v[b]); });
+    Vector expected = Vector::Zero(d);
+    for (std::int64_t j = 0; j < k; ++j) expected[order[j]] = v[order[j]];
+    auto c = make("{kind: topk, k: " + std::to_string(k) + "}");
+    EXPECT_EQ(c->decode(c->encode(v, rng), d), expected) << "d=" << d << " k=" << k;
+  };
+  for (std::int64_t d : {1, 5, 1000, 40'000, 300'000}) {
+    const Vector normal = random_vector(d, static_cast<std::uint64_t>(d) + 11);
+    Vector ties(d);  // five magnitudes, random signs: every cut falls inside a tie
+    for (std::int64_t j = 0; j < d; ++j) ties[j] = static_cast<float>(1 + (j * 7919) % 5) * (normal[j] < 0 ? -1.0f : 1.0f);
+    Vector constant = Vector::Constant(d, -2.5f);
+    for (std::int64_t k : {std::int64_t{1}, std::max<std::int64_t>(1, d / 100), std::max<std::int64_t>(1, d / 3), d}) {
+      check(normal, k);
+      check(ties, k);
+      check(constant, k);
+    }
+  }
 }
 
 TEST(Compressors, TopKPicksTheSmallestIndexCoding) {
