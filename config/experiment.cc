@@ -194,6 +194,10 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   Section uplink = root.child("compressor");
   Section downlink = root.child("downlink_compressor");
   for (Section* s : {&uplink, &downlink}) compressor_registry().require(s->get<std::string>("kind", "none"), s->path("kind"));
+  // ef21/econtrol messages are increments of an estimate every receiver must track; a client
+  // misses the broadcasts of the rounds it sits out, so its estimate would drift.
+  if (const auto fb = downlink.get<std::string>("feedback", "none"); fb == "ef21" || fb == "econtrol")
+    downlink.fail("feedback", "\"" + fb + "\" needs every receiver to get every message; downlink takes none or ef");
   parts.compressor_section = &uplink;
   if (!server_based && protocol_kind != "dpsgd") {  // dpsgd compresses gossip the CHOCO way (nodes/dpsgd.cc)
     const auto kind = uplink.get<std::string>("kind", "none");

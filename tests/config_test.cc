@@ -118,6 +118,8 @@ TEST(BuildRun, UnknownPluginKindListsKnownNames) {
   expect_config_error(base_with({"protocol.kind=fedavgg"}), "protocol.kind", {"known: dpsgd, fedavg"});
   expect_config_error(base_with({"data.dataset=mnistt"}), "data.dataset", {"known: fashion_mnist, synthetic"});
   expect_config_error(base_with({"data.partition.kind=diriclet"}), "data.partition.kind", {"dirichlet"});
+  expect_config_error(base_with({"downlink_compressor.kind=topk", "downlink_compressor.feedback=ef21"}),
+                      "downlink_compressor.feedback", {"every receiver"});
   expect_config_error(base_with({"compressor.kind=topkk"}), "compressor.kind", {"known: bf16, count_sketch, fp16, none, powersgd, qsgd, randk, random_projection, sign, topk"});
   expect_config_error(base_with({"compute.kind=gaussian"}), "compute.kind", {"known: fixed, lognormal"});
 }
