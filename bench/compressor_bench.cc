@@ -56,6 +56,10 @@ BENCHMARK_CAPTURE(BM_EncodeDecode, topk_1pct, std::string("{kind: topk, ratio: 0
 BENCHMARK_CAPTURE(BM_EncodeDecode, randk_1pct, std::string("{kind: randk, ratio: 0.01}"))->Apply(sizes);
 BENCHMARK_CAPTURE(BM_EncodeDecode, qsgd_4bit, std::string("{kind: qsgd, levels: 7}"))->Apply(sizes);
 BENCHMARK_CAPTURE(BM_EncodeDecode, sign, std::string("{kind: sign}"))->Apply(sizes);
+BENCHMARK_CAPTURE(BM_EncodeDecode, count_sketch, std::string("{kind: count_sketch, ratio: 0.1, recover: 0.01}"))
+    ->Apply(sizes);
+BENCHMARK_CAPTURE(BM_EncodeDecode, random_projection, std::string("{kind: random_projection, ratio: 0.01}"))
+    ->Apply(sizes);
 
 }  // namespace
 }  // namespace starling

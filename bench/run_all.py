@@ -173,7 +173,7 @@ def main():
     lines.append("## Compression: encode + decode throughput (one thread)\n")
     lines.append("GB/s of float32 input; `copy` is a plain memcpy of the same data, the physical limit. "
                  "Target (issue 4): topk and qsgd at >= 25% of copy at d = 10^7.\n")
-    ops = ["none", "bf16", "topk_1pct", "randk_1pct", "qsgd_4bit", "sign"]
+    ops = ["none", "bf16", "topk_1pct", "randk_1pct", "qsgd_4bit", "sign", "count_sketch", "random_projection"]
     lines.append("| d | copy | " + " | ".join(ops) + " |")
     lines.append("|---|---|" + "---|" * len(ops))
     for d in (100000, 1000000, 10000000):
