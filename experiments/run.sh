@@ -11,10 +11,13 @@ dir=experiments/$name
 bin=build/release/apps/starling
 [ -x "$bin" ] || { echo "error: build first (./dev.sh quickstart)" >&2; exit 1; }
 db=$dir/results.db
-rm -f "$db" "$db-wal" "$db-shm"
-for config in "$dir"/*.yaml; do
-  "$bin" sweep "$config" --db "$db" --jobs "$(nproc)" --quiet
-done
+# STARLING_REUSE_DB=1 only rewrites the README and figures from the existing database.
+if [ "${STARLING_REUSE_DB:-0}" != 1 ]; then
+  rm -f "$db" "$db-wal" "$db-shm"
+  for config in "$dir"/*.yaml; do
+    "$bin" sweep "$config" --db "$db" --jobs "$(nproc)" --quiet
+  done
+fi
 table=$(/usr/bin/python3 scripts/summary_table.py "$db" "$@")
 # A README with a bytes block also gets scripts/bytes_per_step.py's table there.
 bytes=""

@@ -2,20 +2,32 @@
 """Compare a metric across runs: an aligned table by round, and optionally a plot and a CSV.
 
 usage: scripts/compare.py DB (--runs 3,4,5 | --name NAME) [--metric test_accuracy]
-                          [--x round|bytes_total|sim_time] [--logx] [--title T] [--png out.png] [--csv out.csv]
+                          [--x round|bytes_total|uplink_bytes|sim_time] [--logx] [--title T] [--png out.png] [--csv out.csv]
 """
 import sys
 
 from starling_db import (Parser, UsageError, check_metric, check_runs_exist, main_wrapper, open_db, parse_run_ids,
                          print_table, pyplot, run_label, write_csv)
 
-X_LABELS = {"round": "round", "bytes_total": "bytes on the wire (MB)", "sim_time": "virtual time (s)"}
+X_LABELS = {"round": "round", "bytes_total": "bytes on the wire (MB)", "sim_time": "virtual time (s)",
+            "uplink_bytes": "bytes into node 0, the server (MB)"}
 
 
 def series(con, run_id, metric):
-    """[(round, sim_time, bytes_total, value)] of one run's global metric."""
-    return con.execute("SELECT round, sim_time, bytes_total, value FROM metric_progress "
+    """[(round, sim_time, bytes_total, value, uplink_bytes)] of one run's global metric; uplink_bytes
+    is the cumulative traffic into node 0 (a server's uplink) up to that round."""
+    rows = con.execute("SELECT round, sim_time, bytes_total, value FROM metric_progress "
                        "WHERE run_id = ? AND name = ? ORDER BY round", (run_id, metric)).fetchall()
+    per_round = dict(con.execute("SELECT round, SUM(bytes) FROM traffic WHERE run_id = ? AND dst = 0 GROUP BY round",
+                                 (run_id,)).fetchall())
+    out, total, rounds = [], 0, sorted(per_round)
+    at = 0
+    for rnd, sim_time, bytes_total, value in rows:
+        while at < len(rounds) and rounds[at] <= rnd:
+            total += per_round[rounds[at]]
+            at += 1
+        out.append((rnd, sim_time, bytes_total, value, total))
+    return out
 
 
 def main(argv):
@@ -59,6 +71,8 @@ def main(argv):
             row = by_round[r].get(rnd)
             if a.x == "bytes_total":
                 line.append(None if row is None or row[2] is None else row[2] / 1e6)
+            elif a.x == "uplink_bytes":
+                line.append(None if row is None else row[4] / 1e6)
             elif a.x == "sim_time":
                 line.append(None if row is None else row[1])
             line.append(None if row is None else row[3])
@@ -71,12 +85,15 @@ def main(argv):
         write_csv(a.csv, headers, table)
     if a.png:
         plt = pyplot()
-        fig, ax = plt.subplots(figsize=(7, 4.2))
-        column = {"round": 0, "sim_time": 1, "bytes_total": 2}[a.x]
-        for r in run_ids:
-            points = [(row[column] / 1e6 if a.x == "bytes_total" else row[column], row[3]) for row in data[r]
-                      if row[column] is not None and row[3] is not None]
-            ax.plot([x for x, _ in points], [y for _, y in points], label=labels[r], linewidth=1.4)
+        fig, ax = plt.subplots(figsize=(8, 4.2))
+        column = {"round": 0, "sim_time": 1, "bytes_total": 2, "uplink_bytes": 4}[a.x]
+        in_mb = a.x in ("bytes_total", "uplink_bytes")
+        colours = plt.get_cmap("tab20").colors
+        for i, r in enumerate(run_ids):
+            points = [(row[column] / 1e6 if in_mb else row[column], row[3]) for row in data[r]
+                      if row[column] is not None and row[3] is not None and (not a.logx or row[column] > 0)]
+            ax.plot([x for x, _ in points], [y for _, y in points], label=labels[r], linewidth=1.4,
+                    color=colours[i % len(colours)])
         if a.logx:
             ax.set_xscale("log")
         if a.title:
@@ -84,9 +101,9 @@ def main(argv):
         ax.set_xlabel(X_LABELS[a.x])
         ax.set_ylabel(a.metric)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2))
         fig.tight_layout()
-        fig.savefig(a.png, dpi=120)
+        fig.savefig(a.png, dpi=120, bbox_inches="tight")
         print(f"\nwrote {a.png}")
     return 0
 

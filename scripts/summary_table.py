@@ -5,8 +5,9 @@ consensus distance (decentralized runs), bytes on the wire, and rounds to reach 
 
 usage: scripts/summary_table.py DB [--target 0.8] [--metric test_accuracy] [--uplink]
 
---uplink adds the MB sent to node 0 (a FedAvg server: the clients' updates), where uplink
-compression shows, since the dense model sent down is in "MB on the wire" too.
+--uplink adds the MB sent to node 0 in server runs (star topology: the clients' updates), where
+uplink compression shows, since the dense model sent down is in "MB on the wire" too; "-" for
+decentralized runs.
 """
 import statistics
 import sys
@@ -46,6 +47,11 @@ def main(argv):
     print("|---|---|---|---|---|---|---|---|" + ("---|" if a.uplink else ""))
 
     def uplink(run_id):
+        """Bytes into node 0 when it is a server (star topology); None otherwise."""
+        star = con.execute("SELECT 1 FROM run_config WHERE run_id = ? AND key = 'topology.kind' AND value = 'star'",
+                           (run_id,)).fetchone()
+        if star is None:
+            return None
         return con.execute("SELECT COALESCE(SUM(bytes), 0) FROM traffic WHERE run_id = ? AND dst = 0", (run_id,)).fetchone()[0]
 
     for (name, point), runs in groups.items():

@@ -176,6 +176,15 @@ class ScriptsTest(unittest.TestCase):
         self.assertEqual(single[3], f"{final['bytes_total'] / (6 * final['participants']):,.1f}")
         self.assertEqual(single[5].strip(" |"), "-")  # not a zo_shared run
 
+    def test_compare_uplink_bytes_are_cumulative_traffic_into_the_server(self):
+        run_id = self.query("SELECT run_id FROM runs WHERE name = 'single'")[0][0]
+        csv_path = os.path.join(self.tmp, "up.csv")
+        self.script("compare.py", self.db, "--runs", str(run_id), "--x", "uplink_bytes", "--csv", csv_path)
+        with open(csv_path) as fh:
+            last = fh.read().strip().splitlines()[-1].split(",")
+        total = self.query("SELECT SUM(bytes) FROM traffic WHERE run_id = ? AND dst = 0", run_id)[0][0]
+        self.assertAlmostEqual(float(last[1]), total / 1e6, places=6)
+
     def test_compare_by_name_selects_that_names_runs(self):
         ids = [r[0] for r in self.query("SELECT run_id FROM runs WHERE name = 'tiny' ORDER BY run_id")]
         self.assertEqual(len(ids), 8)

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Accuracy against bytes on the wire, one figure per protocol, from the results database.
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")"
-db=${1:-results.db}
-for name in compression_fedavg compression_dpsgd; do
-  /usr/bin/python3 ../../scripts/compare.py "$db" --name "$name" --x bytes_total --logx \
-    --title "$name: test accuracy vs bytes on the wire" --png "$name.png" >/dev/null
-done
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+db=$(realpath "${1:-$here/results.db}")
+cd "$here"
+# FedAvg compresses the uplink only: plot against the bytes the server received.
+/usr/bin/python3 ../../scripts/compare.py "$db" --name compression_fedavg --x uplink_bytes --logx \
+  --title "FedAvg: test accuracy vs uplink bytes" --png compression_fedavg.png >/dev/null
+/usr/bin/python3 ../../scripts/compare.py "$db" --name compression_dpsgd --x bytes_total --logx \
+  --title "D-PSGD (CHOCO): test accuracy vs bytes on the wire" --png compression_dpsgd.png >/dev/null
