@@ -171,7 +171,8 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   Section protocol = root.child("protocol");
   const auto protocol_kind = protocol.get<std::string>("kind", "fedavg");
   protocol_registry().require(protocol_kind, protocol.path("kind"));  // fail before loading data
-  const bool server_based = protocol_kind == "fedavg";
+  const bool server_based = protocol_kind == "fedavg" || protocol_kind == "fedbuff" || protocol_kind == "fedasync" ||
+                            protocol_kind == "fedfix" || protocol_kind == "afa";
 
   ProtocolParts parts;
   parts.seed = plan->seed;

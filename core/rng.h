@@ -27,6 +27,7 @@ enum class Purpose : std::uint32_t {
   kEvaluation = 10,
   kChurn = 11,
   kPerturbation = 12,  // zeroth-order directions z (card 5), substreams per iteration and sample
+  kLocalSteps = 13,    // clients that choose their own number of local steps (AFA, card 8.2)
   kTest = 1000,
 };
 

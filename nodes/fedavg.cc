@@ -3,63 +3,11 @@
 #include <set>
 
 #include "learning/training.h"
-#include "nodes/protocol.h"
+#include "nodes/server_client.h"
 
 namespace starling {
 
 namespace {
-
-class FedAvgClient final : public Node {
- public:
-  FedAvgClient(const LearningTask& task, int client, std::int64_t local_steps, std::unique_ptr<Compressor> uplink,
-               std::unique_ptr<Compressor> downlink)
-      : task_(task), client_(client), local_steps_(local_steps), uplink_(std::move(uplink)), downlink_(std::move(downlink)) {}
-
-  void on_message(Context& ctx, Message&& m) override {
-    if (m.kind != MessageKind::kModel) throw Error("fedavg client: unexpected " + std::string(to_string(m.kind)) + " message");
-    round_ = m.round;
-    const auto& indices = task_.partition[static_cast<std::size_t>(client_)];
-    // The whole client step (decode, train, encode the update) is one compute job: it runs on a
-    // worker thread, with the model hot in that core's cache, and touches only this client's state.
-    const auto n = static_cast<std::int64_t>(indices.size());
-    const std::int64_t samples = local_steps_ > 0 ? samples_in_batches(n, task_.batch_size, local_steps_)
-                                                  : std::int64_t{task_.local_epochs} * n;
-    const int epochs = local_steps_ > 0 ? 1 << 30 : task_.local_epochs;
-    ctx.compute(samples,
-                [this, &indices, epochs, model = m.payload, &shuffle = ctx.rng(Purpose::kDataShuffle),
-                 &compression = ctx.rng(Purpose::kCompression)] {
-                  const Vector global = downlink_->decode(*model, task_.model->num_params());
-                  Vector params = global;
-                  auto optimizer = task_.optimizer->clone();
-                  stats_ = train_local(*task_.model, *optimizer, *task_.train, indices, epochs, task_.batch_size,
-                                       shuffle, params, local_steps_);
-                  params -= global;  // the update
-                  update_ = uplink_->encode(params, compression);
-                },
-                round_);
-  }
-
-  void on_compute_done(Context& ctx, int) override {
-    Message reply;
-    reply.kind = MessageKind::kUpdate;
-    reply.round = round_;
-    reply.receiver = 0;
-    reply.num_samples = static_cast<std::int64_t>(task_.partition[static_cast<std::size_t>(client_)].size());
-    reply.loss = static_cast<float>(stats_.mean_loss);
-    reply.set_payload(std::move(update_));
-    update_ = Payload();
-    ctx.send(std::move(reply));
-  }
-
- private:
-  const LearningTask& task_;
-  int client_;
-  std::int64_t local_steps_;  // minibatches per round; 0 = train.local_epochs epochs
-  std::unique_ptr<Compressor> uplink_, downlink_;
-  Payload update_;  // the encoded update, between the end of training and the send
-  TrainStats stats_;
-  int round_ = 0;
-};
 
 class FedAvgServer final : public Node {
  public:
@@ -154,17 +102,8 @@ class FedAvgServer final : public Node {
 }  // namespace
 
 NodeSet make_fedavg(Section& protocol, ProtocolParts& parts) {
-  const std::int64_t local_steps = protocol.get_int("local_steps", 0, 0);
-  const int clients = static_cast<int>(parts.task->partition.size());
-  const Graph graph = parts.topology->build(clients + 1, parts.seed);
-  if (graph.size() != clients + 1 || static_cast<int>(graph.neighbours[0].size()) != clients)
-    throw ConfigError("topology.kind", "fedavg needs the star topology (node 0 is the server)");
-  NodeSet set;
-  set.nodes.push_back(nullptr);  // the server takes the parts it owns last
-  for (int c = 0; c < clients; ++c)
-    set.nodes.push_back(std::make_unique<FedAvgClient>(*parts.task, c, local_steps, parts.uplink->clone(),
-                                                   parts.downlink->clone()));
-  set.nodes[0] = std::make_unique<FedAvgServer>(parts);
+  NodeSet set = make_star_clients("fedavg", parts, LocalWork{.steps = protocol.get_int("local_steps", 0, 0)});
+  set.nodes[0] = std::make_unique<FedAvgServer>(parts);  // last: the server takes the parts it owns
   return set;
 }
 

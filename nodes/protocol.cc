@@ -1,5 +1,6 @@
 #include "nodes/protocol.h"
 
+#include "nodes/async_server.h"
 #include "nodes/zo_shared.h"
 
 namespace starling {
@@ -17,6 +18,14 @@ ProtocolRegistry& protocol_registry() {
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_modest(s, parts)); });
     r.add("zo_shared", "Just One Byte: zeroth-order SPSA, nodes broadcast 1-byte projected gradients, shared seeds",
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_zo_shared(s, parts)); });
+    r.add("fedbuff", "asynchronous FedBuff: C clients busy, apply the staleness-weighted buffer of every K updates",
+          [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedbuff(s, parts)); });
+    r.add("fedasync", "asynchronous FedAsync: mix each arriving client model in at once, x <- (1-a)x + a x_i",
+          [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedasync(s, parts)); });
+    r.add("fedfix", "asynchronous FedFix: every period_s, apply the updates finished since the last tick",
+          [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedfix(s, parts)); });
+    r.add("afa", "anarchic FL (AFA-CD/CS): clients pick their local steps, the server steps with mean gradients",
+          [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_afa(s, parts)); });
     return r;
   }();
   return registry;

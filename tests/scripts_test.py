@@ -207,6 +207,17 @@ class ScriptsTest(unittest.TestCase):
             if line.startswith("| tiny "):
                 self.assertEqual(line.split("|")[2].strip(), "2")
 
+    def test_summary_table_time_to_target_is_the_first_reaching_rows_sim_time(self):
+        out, _ = self.script("summary_table.py", self.db, "--target", "0.5", "--time")
+        header = out.splitlines()[0]
+        self.assertTrue(header.endswith("| virtual s to 0.5 |"), header)
+        single = next(line for line in out.splitlines() if line.startswith("| single")).split("|")
+        run_id = self.query("SELECT run_id FROM runs WHERE name = 'single'")[0][0]
+        first = self.query("SELECT sim_time FROM metric_progress WHERE run_id = ? AND name = 'test_accuracy' "
+                           "AND value >= 0.5 ORDER BY round LIMIT 1", run_id)
+        self.assertEqual(single[9].strip(), f"{first[0][0]:.2f}" if first else "never")
+        self.assertEqual(len(single), 11)  # 9 columns plus the empty ends
+
     # -- bad arguments
     def test_usage_errors(self):
         _, err = self.script("compare.py", self.db, "--runs", "999", expect=2)

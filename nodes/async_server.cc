@@ -1,0 +1,287 @@
+// The asynchronous servers as message handlers. They share one node: it keeps `concurrency`
+// clients busy (each trip: pull the model, train, send the update) and differs only in when and
+// how it folds arrivals into the model.
+#include "nodes/async_server.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <optional>
+
+#include "learning/training.h"
+#include "nodes/server_client.h"
+
+namespace starling {
+
+double Staleness::weight(int tau) const {
+  switch (kind) {
+    case Kind::kNone: return 1.0;
+    case Kind::kSqrt: return 1.0 / std::sqrt(1.0 + tau);
+    case Kind::kPoly: return std::pow(1.0 + tau, -exponent);
+  }
+  return 1.0;
+}
+
+namespace {
+
+enum class Mode { kFedBuff, kFedAsync, kFedFix, kAfaCd, kAfaCs };
+
+struct AsyncSettings {
+  Mode mode = Mode::kFedBuff;
+  int concurrency = 10;
+  int buffer = 10;          // fedbuff: K; afa: M
+  Staleness staleness;      // fedbuff, fedasync
+  double alpha = 0.6;       // fedasync
+  SimTime period = 0;       // fedfix
+  double server_lr = 1.0;   // afa: eta
+};
+
+class AsyncServer final : public Node {
+ public:
+  AsyncServer(ProtocolParts& parts, const AsyncSettings& settings)
+      : task_(*parts.task), settings_(settings), rounds_(parts.rounds), eval_every_(parts.eval_every),
+        model_(parts.initial_model), aggregator_(std::move(parts.aggregator)),
+        optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
+        uplink_decoder_(parts.uplink->clone()), busy_(parts.task->partition.size(), false),
+        latest_(settings.mode == Mode::kAfaCs ? busy_.size() : 0) {
+    for (const auto& p : task_.partition) total_samples_ += static_cast<double>(p.size());
+  }
+
+  void on_start(Context& ctx) override {
+    dispatch(ctx);
+    if (settings_.mode == Mode::kFedFix) ctx.set_timer(settings_.period, kTick);
+  }
+
+  void on_message(Context& ctx, Message&& m) override {
+    const auto client = static_cast<std::size_t>(m.sender - 1);
+    if (m.kind != MessageKind::kUpdate || m.sender < 1 || client >= busy_.size() || !busy_[client])
+      throw Error("async server: unexpected " + std::string(to_string(m.kind)) + " message from node " +
+                  std::to_string(m.sender));
+    busy_[client] = false;
+    --busy_count_;
+    Arrival a{m.sender, uplink_decoder_->receive(m.sender, m.payload_bytes(), model_.size()), version_ - (m.round - 1),
+              m.num_samples, m.loss};
+    switch (settings_.mode) {
+      case Mode::kFedAsync: {
+        // x <- (1 - a) x + a x_client, as the step a (x_client - x) through the server optimizer.
+        const double mix = settings_.alpha * settings_.staleness.weight(a.staleness);
+        auto pulled = pulled_.find(m.round - 1);
+        Vector step = pulled->second.model + a.update - model_;
+        if (--pulled->second.holders == 0) pulled_.erase(pulled);
+        step *= static_cast<float>(mix);
+        optimizer_->apply(model_, step);
+        arrivals_.push_back(std::move(a));
+        if (!finish_update(ctx)) return;
+        break;
+      }
+      case Mode::kFedFix:
+        arrivals_.push_back(std::move(a));
+        return;  // folded in and refilled at the next tick
+      case Mode::kAfaCs:
+        latest_[client] = a.update;
+        [[fallthrough]];
+      case Mode::kFedBuff:
+      case Mode::kAfaCd:
+        arrivals_.push_back(std::move(a));
+        if (static_cast<int>(arrivals_.size()) == settings_.buffer && !apply_buffer(ctx)) return;
+        break;
+    }
+    // Refill once every message of this instant is handled: simultaneous arrivals then all see
+    // the model they produced (with K = C = all clients and equal speeds, FedBuff is FedAvg).
+    if (!dispatch_pending_) {
+      dispatch_pending_ = true;
+      ctx.set_timer(0, kDispatch);
+    }
+  }
+
+  void on_timer(Context& ctx, int tag) override {
+    if (tag == kDispatch) {
+      dispatch_pending_ = false;
+      dispatch(ctx);
+      return;
+    }
+    ctx.set_timer(settings_.period, kTick);
+    if (!arrivals_.empty() && !apply_buffer(ctx)) return;
+    dispatch(ctx);
+  }
+
+ private:
+  enum Tag { kDispatch = 1, kTick = 2 };
+  struct Arrival {
+    NodeId sender;
+    Vector update;
+    int staleness;
+    std::int64_t samples;
+    float loss;
+  };
+  struct Pulled {  // fedasync: a model version some busy client trains on
+    Vector model;  // as the clients decode it
+    int holders = 0;
+  };
+
+  // Sends the current model to uniformly drawn idle clients until `concurrency` are busy.
+  void dispatch(Context& ctx) {
+    std::vector<int> idle;
+    for (std::size_t c = 0; c < busy_.size(); ++c)
+      if (!busy_[c]) idle.push_back(static_cast<int>(c));
+    const int k = std::min(settings_.concurrency - busy_count_, static_cast<int>(idle.size()));
+    if (k <= 0) return;
+    auto picks = ctx.rng(Purpose::kSampling).sample_without_replacement(static_cast<std::int32_t>(idle.size()), k);
+    std::sort(picks.begin(), picks.end());
+    Message m;
+    m.kind = MessageKind::kModel;
+    m.round = version_ + 1;  // the round in progress; the reply echoes it, giving the staleness
+    m.set_payload(downlink_->encode(model_, ctx.rng(Purpose::kCompression)));
+    if (settings_.mode == Mode::kFedAsync) {
+      auto& p = pulled_[version_];
+      if (p.holders == 0) p.model = downlink_->decode(*m.payload, model_.size());
+      p.holders += k;
+    }
+    for (auto i : picks) {
+      const int c = idle[static_cast<std::size_t>(i)];
+      busy_[static_cast<std::size_t>(c)] = true;
+      ++busy_count_;
+      m.receiver = c + 1;
+      ctx.send(m);
+    }
+  }
+
+  // Folds the buffered arrivals into the model: x <- x + opt(sum_i w_i u_i / normaliser), through
+  // the aggregator (its weighted combination, rescaled by sum w_i / normaliser). False once the
+  // run is over.
+  bool apply_buffer(Context& ctx) {
+    std::vector<Contribution> contributions;
+    double normaliser = 1.0;
+    switch (settings_.mode) {
+      case Mode::kFedBuff:  // buffer / K, each update weighted by its staleness
+        for (const auto& a : arrivals_) contributions.push_back({a.sender, settings_.staleness.weight(a.staleness), &a.update});
+        normaliser = settings_.buffer;
+        break;
+      case Mode::kFedFix:  // sum p_i u_i with p_i = n_i / N over all clients: E[w_i] stays proportional to p_i
+        for (const auto& a : arrivals_) contributions.push_back({a.sender, static_cast<double>(a.samples), &a.update});
+        normaliser = total_samples_;
+        break;
+      case Mode::kAfaCd:  // eta * mean of the first M arrivals (updates are -eta_L G_i)
+        for (const auto& a : arrivals_) contributions.push_back({a.sender, 1.0, &a.update});
+        normaliser = settings_.buffer / settings_.server_lr;
+        break;
+      case Mode::kAfaCs:  // eta * (1/n) sum of every client's latest (a client not heard from yet counts 0)
+        for (std::size_t c = 0; c < latest_.size(); ++c)
+          if (latest_[c]) contributions.push_back({static_cast<NodeId>(c + 1), 1.0, &*latest_[c]});
+        normaliser = static_cast<double>(latest_.size()) / settings_.server_lr;
+        break;
+      case Mode::kFedAsync:
+        throw Error("fedasync applies each arrival on its own");
+    }
+    double total = 0.0;
+    for (const auto& c : contributions) total += c.weight;
+    Vector step = aggregator_->combine(contributions);
+    if (const double scale = total / normaliser; scale != 1.0) step *= static_cast<float>(scale);
+    optimizer_->apply(model_, step);
+    contributions_ = static_cast<int>(contributions.size());
+    return finish_update(ctx);
+  }
+
+  // Records the new version's metrics; false once `rounds` versions are done.
+  bool finish_update(Context& ctx) {
+    ++version_;
+    double loss = 0.0, samples = 0.0, staleness = 0.0;
+    for (const auto& a : arrivals_) {
+      loss += static_cast<double>(a.loss) * static_cast<double>(a.samples);
+      samples += static_cast<double>(a.samples);
+      staleness += a.staleness;
+    }
+    auto& sink = ctx.metrics();
+    const SimTime t = ctx.now();
+    const auto count = static_cast<double>(arrivals_.size());
+    sink.metric(version_, t, kNoNode, "participants", count);
+    sink.metric(version_, t, kNoNode, "train_loss", samples > 0 ? loss / samples : 0.0);
+    sink.metric(version_, t, kNoNode, "staleness_mean", staleness / count);
+    if (settings_.mode == Mode::kAfaCs) sink.metric(version_, t, kNoNode, "contributions", contributions_);
+    if (version_ % eval_every_ == 0 || version_ == rounds_) {
+      const auto eval = evaluate(*task_.model, model_, *task_.test);
+      sink.metric(version_, t, kNoNode, "test_accuracy", eval.accuracy);
+      sink.metric(version_, t, kNoNode, "test_loss", eval.loss);
+    }
+    arrivals_.clear();
+    ctx.finish_round(version_);
+    if (version_ < rounds_) return true;
+    ctx.stop();
+    return false;
+  }
+
+  const LearningTask& task_;
+  AsyncSettings settings_;
+  int rounds_, eval_every_;
+  Vector model_;
+  std::unique_ptr<Aggregator> aggregator_;
+  std::unique_ptr<ServerOptimizer> optimizer_;
+  std::unique_ptr<Compressor> downlink_, uplink_decoder_;
+  std::vector<bool> busy_;  // per client: training on a model we sent
+  int busy_count_ = 0;
+  int version_ = 0;         // model updates applied so far
+  bool dispatch_pending_ = false;
+  double total_samples_ = 0.0;
+  std::vector<Arrival> arrivals_;               // since the last update, in arrival order
+  std::vector<std::optional<Vector>> latest_;   // afa-cs: each client's latest update
+  int contributions_ = 0;
+  std::map<int, Pulled> pulled_;                // fedasync: version -> model
+};
+
+AsyncSettings read_common(Section& protocol, ProtocolParts& parts, Mode mode) {
+  const int clients = static_cast<int>(parts.task->partition.size());
+  AsyncSettings s;
+  s.mode = mode;
+  s.concurrency = static_cast<int>(protocol.get_int("concurrency", std::min(10, clients), 1, clients));
+  return s;
+}
+
+void read_staleness(Section& protocol, AsyncSettings& s) {
+  const auto kind = protocol.get_choice("staleness", "sqrt", {"none", "sqrt", "poly"});
+  s.staleness.kind = kind == "none" ? Staleness::Kind::kNone : kind == "sqrt" ? Staleness::Kind::kSqrt : Staleness::Kind::kPoly;
+  if (s.staleness.kind == Staleness::Kind::kPoly) s.staleness.exponent = protocol.get_double("staleness_exponent", 0.5, 0.0);
+}
+
+NodeSet assemble(const std::string& name, ProtocolParts& parts, const LocalWork& work, const AsyncSettings& s) {
+  NodeSet set = make_star_clients(name, parts, work);
+  set.nodes[0] = std::make_unique<AsyncServer>(parts, s);
+  return set;
+}
+
+LocalWork fixed_work(Section& protocol) { return LocalWork{.steps = protocol.get_int("local_steps", 0, 0)}; }
+
+}  // namespace
+
+NodeSet make_fedbuff(Section& protocol, ProtocolParts& parts) {
+  AsyncSettings s = read_common(protocol, parts, Mode::kFedBuff);
+  s.buffer = static_cast<int>(protocol.get_int("buffer", 10, 1, 1 << 30));
+  read_staleness(protocol, s);
+  return assemble("fedbuff", parts, fixed_work(protocol), s);
+}
+
+NodeSet make_fedasync(Section& protocol, ProtocolParts& parts) {
+  AsyncSettings s = read_common(protocol, parts, Mode::kFedAsync);
+  s.alpha = protocol.get_double("alpha", 0.6, 0.0, 1.0, true);
+  read_staleness(protocol, s);
+  return assemble("fedasync", parts, fixed_work(protocol), s);
+}
+
+NodeSet make_fedfix(Section& protocol, ProtocolParts& parts) {
+  AsyncSettings s = read_common(protocol, parts, Mode::kFedFix);
+  s.period = from_seconds(protocol.get_double("period_s", 5.0, 0.0, 1e9, true));
+  if (s.period <= 0) protocol.fail("period_s", "must be at least one nanosecond");
+  return assemble("fedfix", parts, fixed_work(protocol), s);
+}
+
+NodeSet make_afa(Section& protocol, ProtocolParts& parts) {
+  const bool cs = protocol.get_choice("variant", "cd", {"cd", "cs"}) == "cs";
+  AsyncSettings s = read_common(protocol, parts, cs ? Mode::kAfaCs : Mode::kAfaCd);
+  s.buffer = static_cast<int>(protocol.get_int("buffer", 10, 1, 1 << 30));
+  s.server_lr = protocol.get_double("server_lr", 1.0, 0.0, 1e9, true);
+  LocalWork work{.steps = protocol.get_int("min_steps", 1, 1), .per_step = true};
+  work.max_steps = protocol.get_int("max_steps", std::max<std::int64_t>(10, work.steps), 1);
+  if (work.max_steps < work.steps) protocol.fail("max_steps", "must be at least protocol.min_steps");
+  return assemble("afa", parts, work, s);
+}
+
+}  // namespace starling

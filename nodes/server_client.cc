@@ -1,0 +1,81 @@
+#include "nodes/server_client.h"
+
+#include "learning/training.h"
+
+namespace starling {
+
+namespace {
+
+class ServerClient final : public Node {
+ public:
+  ServerClient(const LearningTask& task, int client, const LocalWork& work, std::unique_ptr<Compressor> uplink,
+               std::unique_ptr<Compressor> downlink)
+      : task_(task), client_(client), work_(work), uplink_(std::move(uplink)), downlink_(std::move(downlink)) {}
+
+  void on_message(Context& ctx, Message&& m) override {
+    if (m.kind != MessageKind::kModel) throw Error("client: unexpected " + std::string(to_string(m.kind)) + " message");
+    round_ = m.round;
+    const auto& indices = task_.partition[static_cast<std::size_t>(client_)];
+    std::int64_t steps = work_.steps;
+    if (work_.max_steps > 0)
+      steps += static_cast<std::int64_t>(
+          ctx.rng(Purpose::kLocalSteps).below(static_cast<std::uint64_t>(work_.max_steps - work_.steps + 1)));
+    // The whole client step (decode, train, encode the update) is one compute job: it runs on a
+    // worker thread, with the model hot in that core's cache, and touches only this client's state.
+    const auto n = static_cast<std::int64_t>(indices.size());
+    const std::int64_t samples =
+        steps > 0 ? samples_in_batches(n, task_.batch_size, steps) : std::int64_t{task_.local_epochs} * n;
+    const int epochs = steps > 0 ? 1 << 30 : task_.local_epochs;
+    ctx.compute(samples,
+                [this, &indices, epochs, steps, model = m.payload, &shuffle = ctx.rng(Purpose::kDataShuffle),
+                 &compression = ctx.rng(Purpose::kCompression)] {
+                  const Vector global = downlink_->decode(*model, task_.model->num_params());
+                  Vector params = global;
+                  auto optimizer = task_.optimizer->clone();
+                  stats_ = train_local(*task_.model, *optimizer, *task_.train, indices, epochs, task_.batch_size,
+                                       shuffle, params, steps);
+                  params -= global;  // the update
+                  if (work_.per_step) params /= static_cast<float>(steps);
+                  update_ = uplink_->encode(params, compression);
+                },
+                round_);
+  }
+
+  void on_compute_done(Context& ctx, int) override {
+    Message reply;
+    reply.kind = MessageKind::kUpdate;
+    reply.round = round_;
+    reply.receiver = 0;
+    reply.num_samples = static_cast<std::int64_t>(task_.partition[static_cast<std::size_t>(client_)].size());
+    reply.loss = static_cast<float>(stats_.mean_loss);
+    reply.set_payload(std::move(update_));
+    update_ = Payload();
+    ctx.send(std::move(reply));
+  }
+
+ private:
+  const LearningTask& task_;
+  int client_;
+  LocalWork work_;
+  std::unique_ptr<Compressor> uplink_, downlink_;
+  Payload update_;  // the encoded update, between the end of training and the send
+  TrainStats stats_;
+  int round_ = 0;
+};
+
+}  // namespace
+
+NodeSet make_star_clients(const std::string& protocol, ProtocolParts& parts, const LocalWork& work) {
+  const int clients = static_cast<int>(parts.task->partition.size());
+  const Graph graph = parts.topology->build(clients + 1, parts.seed);
+  if (graph.size() != clients + 1 || static_cast<int>(graph.neighbours[0].size()) != clients)
+    throw ConfigError("topology.kind", protocol + " needs the star topology (node 0 is the server)");
+  NodeSet set;
+  set.nodes.push_back(nullptr);
+  for (int c = 0; c < clients; ++c)
+    set.nodes.push_back(
+        std::make_unique<ServerClient>(*parts.task, c, work, parts.uplink->clone(), parts.downlink->clone()));
+  return set;
+}
+
+}  // namespace starling

@@ -1,0 +1,18 @@
+// The client of the server-based protocols (FedAvg and the asynchronous servers): on each model
+// it trains locally as one compute job, then sends back its encoded update.
+#pragma once
+#include "nodes/protocol.h"
+
+namespace starling {
+
+struct LocalWork {
+  std::int64_t steps = 0;      // minibatches per trip; 0 = train.local_epochs epochs
+  std::int64_t max_steps = 0;  // > 0: each trip draws its steps uniformly in [steps, max_steps] (AFA)
+  bool per_step = false;       // send the update divided by the steps taken (AFA's lr x mean gradient)
+};
+
+// The client nodes of a star: entry 0 (the server) is left empty for the caller. Throws
+// ConfigError naming topology.kind unless the topology is the star with node 0 at its centre.
+NodeSet make_star_clients(const std::string& protocol, ProtocolParts& parts, const LocalWork& work);
+
+}  // namespace starling
