@@ -27,6 +27,7 @@ enum class Purpose : std::uint32_t {
   kEvaluation = 10,
   kChurn = 11,
   kPerturbation = 12,  // zeroth-order directions z (card 5), substreams per iteration and sample
+  kAttack = 13,        // who the Byzantine clients are; their noise (substreams per node and round)
   kTest = 1000,
 };
 
