@@ -1,9 +1,12 @@
-// Robust aggregation rules (card 6.3). All of them treat every contribution as one vote
-// (weights are ignored; `mean` is the weighted rule), order contributions by sender and give the
+// Robust aggregation rules (card 6.3; nna and flag: cards 6.1 and 6.2). All of them treat every
+// contribution as one vote (weights are ignored; `mean` is the weighted rule, and nna hands them to
+// its inner rule), order contributions by sender and give the
 // same bits for any thread count: coordinate-wise rules work on fixed blocks of coordinates, the
 // others reduce in sender order.
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+
+#include <Eigen/Eigenvalues>
 
 #include <algorithm>
 #include <cmath>
@@ -114,6 +117,17 @@ class TrimmedMean final : public Aggregator {
   double beta_;
 };
 
+// Squared Euclidean distances between all pairs, in double; each entry has one fixed order.
+std::vector<std::vector<double>> squared_distances(const std::vector<Contribution>& c) {
+  const auto n = c.size();
+  std::vector<std::vector<double>> dist(n, std::vector<double>(n, 0.0));
+  tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) {
+    for (std::size_t j = 0; j < n; ++j)
+      if (j != i) dist[i][j] = (*c[i].vector - *c[j].vector).cast<double>().squaredNorm();
+  });
+  return dist;
+}
+
 // Krum (Blanchard et al.): score_i = sum of (squared) distances to its n - f - 2 nearest
 // others; Krum returns the lowest-scoring contribution, Multi-Krum the mean of the m lowest.
 class Krum final : public Aggregator {
@@ -126,13 +140,10 @@ class Krum final : public Aggregator {
     if (k < 1 || k > n - 1)
       throw Error("krum aggregator: " + std::to_string(n) + " contributions with f = " + std::to_string(f_) +
                   " leave no neighbours to score (needs n > f + 2)");
-    std::vector<std::vector<double>> dist(static_cast<std::size_t>(n), std::vector<double>(static_cast<std::size_t>(n)));
-    tbb::parallel_for(0, n, [&](int i) {
-      for (int j = 0; j < n; ++j) {
-        const double sq = (*c[static_cast<std::size_t>(i)].vector - *c[static_cast<std::size_t>(j)].vector).cast<double>().squaredNorm();
-        dist[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)] = squared_ ? sq : std::sqrt(sq);
-      }
-    });
+    auto dist = squared_distances(c);
+    if (!squared_)
+      for (auto& row : dist)
+        for (auto& x : row) x = std::sqrt(x);
     std::vector<std::pair<double, int>> scores;
     for (int i = 0; i < n; ++i) {
       auto row = dist[static_cast<std::size_t>(i)];
@@ -211,6 +222,111 @@ class CenteredClip final : public Aggregator {
   Eigen::VectorXd previous_;
 };
 
+// Nearest-neighbour mixing (NNM / CVA pre-step, cards 6.1 and 6.3): each contribution becomes the
+// mean of the n - f contributions closest to it (itself included; equal distances: lower sender
+// first), then the inner rule combines the mixed vectors, each under its sender and weight.
+class Nna final : public Aggregator {
+ public:
+  Nna(int f, std::unique_ptr<Aggregator> inner) : f_(f), inner_(std::move(inner)) {}
+  Vector combine(std::span<const Contribution> contributions) override {
+    const auto c = checked(contributions, "nna");
+    const auto n = c.size();
+    if (static_cast<std::size_t>(f_) >= n)
+      throw Error("nna aggregator: f = " + std::to_string(f_) + " leaves no neighbours among " + std::to_string(n) +
+                  " contributions");
+    const std::size_t q = n - static_cast<std::size_t>(f_);
+    const auto dist = squared_distances(c);
+    std::vector<Vector> mixed(n);
+    tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) {
+      std::vector<std::size_t> order(n);
+      std::iota(order.begin(), order.end(), std::size_t{0});
+      std::swap(order[0], order[i]);  // itself first, whatever the ties
+      std::stable_sort(order.begin() + 1, order.end(), [&](std::size_t a, std::size_t b) {
+        return dist[i][a] < dist[i][b] || (dist[i][a] == dist[i][b] && a < b);
+      });
+      Eigen::VectorXd sum = Eigen::VectorXd::Zero(c[i].vector->size());
+      for (std::size_t k = 0; k < q; ++k) sum += c[order[k]].vector->cast<double>();
+      mixed[i] = (sum / static_cast<double>(q)).cast<float>();
+    });
+    std::vector<Contribution> out;
+    for (std::size_t i = 0; i < n; ++i) out.push_back({c[i].sender, c[i].weight, &mixed[i]});
+    return inner_->combine(out);
+  }
+
+ private:
+  int f_;
+  std::unique_ptr<Aggregator> inner_;
+};
+
+// Flag Aggregator (Almasi et al., card 6.2). The unit vectors x_i = g_i / |g_i| are fitted by an
+// r-dimensional subspace Y with IRLS: w_i = 1 / max(eps, sin theta_i), Y = the top r left singular
+// vectors of [sqrt(w_i) x_i]; the output is (1/r) sum_i Y Y^T x_i. Y always lies in the span of the
+// x_i (Y = X A), so all of it runs on the n x n Gram matrix K = X^T X: [sqrt(w) x] = X D has
+// right singular vectors V from D K D = V S^2 V^T, and A = D V S^-1.
+// Choices the card leaves open: Y starts at the direction of the mean of the x_i (the authors' code
+// starts at a random subspace), a zero g_i stays zero, and singular values below 1e-12 of the
+// largest are dropped. With `rescale` (default) the output is multiplied by median_i |g_i| / n:
+// the card's output is a sum of n unit-length projections, n times too long for a FedAvg update
+// with server lr 1, and identical inputs then come back unchanged; rescale: false is the card's.
+class FlagAggregator final : public Aggregator {
+ public:
+  FlagAggregator(int r, int iterations, double eps, bool rescale)
+      : r_(r), iterations_(iterations), eps_(eps), rescale_(rescale) {}
+  Vector combine(std::span<const Contribution> contributions) override {
+    const auto c = checked(contributions, "flag");
+    const auto n = static_cast<Eigen::Index>(c.size());
+    Eigen::VectorXd norm(n);
+    for (Eigen::Index i = 0; i < n; ++i) norm[i] = c[static_cast<std::size_t>(i)].vector->cast<double>().norm();
+    const Eigen::VectorXd inv = norm.unaryExpr([](double x) { return x > 0.0 ? 1.0 / x : 0.0; });
+    Eigen::MatrixXd gram(n, n);
+    tbb::parallel_for(Eigen::Index{0}, n, [&](Eigen::Index i) {
+      for (Eigen::Index j = 0; j < n; ++j)
+        gram(i, j) = c[static_cast<std::size_t>(i)].vector->cast<double>().dot(c[static_cast<std::size_t>(j)].vector->cast<double>()) *
+                     inv[i] * inv[j];
+    });
+    // Y = X A; start at the mean direction.
+    Eigen::MatrixXd a = Eigen::MatrixXd::Constant(n, 1, 1.0);
+    const double mean_norm = std::sqrt(std::max(0.0, a.col(0).dot(gram * a.col(0))));
+    if (mean_norm > 0.0) a /= mean_norm;
+    else a.setZero();
+    for (int it = 0; it < iterations_; ++it) {
+      const Eigen::MatrixXd projections = a.transpose() * gram;  // column i: Y^T x_i
+      Eigen::VectorXd root_w(n);
+      for (Eigen::Index i = 0; i < n; ++i) {
+        const double sin = std::sqrt(std::max(0.0, 1.0 - projections.col(i).squaredNorm()));
+        root_w[i] = std::sqrt(1.0 / std::max(eps_, sin));
+      }
+      const Eigen::MatrixXd weighted = root_w.asDiagonal() * gram * root_w.asDiagonal();
+      Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(weighted);
+      const Eigen::VectorXd& lambda = eig.eigenvalues();  // ascending
+      std::vector<Eigen::Index> keep;
+      for (Eigen::Index k = n - 1; k >= 0 && static_cast<int>(keep.size()) < r_; --k)
+        if (lambda[k] > 1e-24 * lambda[n - 1] && lambda[k] > 0.0) keep.push_back(k);
+      a.resize(n, static_cast<Eigen::Index>(keep.size()));
+      for (std::size_t k = 0; k < keep.size(); ++k)
+        a.col(static_cast<Eigen::Index>(k)) = root_w.asDiagonal() * eig.eigenvectors().col(keep[k]) / std::sqrt(lambda[keep[k]]);
+    }
+    // sum_i Y Y^T x_i = X A A^T K 1: a combination of the x_i, applied to the g_i in sender order.
+    Eigen::VectorXd coef = a * (a.transpose() * (gram * Eigen::VectorXd::Ones(n))) / static_cast<double>(r_);
+    if (rescale_) {
+      std::vector<double> sorted(norm.data(), norm.data() + n);
+      std::sort(sorted.begin(), sorted.end());
+      const auto mid = sorted.size() / 2;
+      const double median = sorted.size() % 2 ? sorted[mid] : 0.5 * (sorted[mid - 1] + sorted[mid]);
+      coef *= median / static_cast<double>(n);
+    }
+    Eigen::VectorXd out = Eigen::VectorXd::Zero(c.front().vector->size());
+    for (Eigen::Index i = 0; i < n; ++i)
+      if (coef[i] * inv[i] != 0.0) out += (coef[i] * inv[i]) * c[static_cast<std::size_t>(i)].vector->cast<double>();
+    return out.cast<float>();
+  }
+
+ private:
+  int r_, iterations_;
+  double eps_;
+  bool rescale_;
+};
+
 }  // namespace
 
 void register_robust_aggregators(AggregatorRegistry& r) {
@@ -239,6 +355,21 @@ void register_robust_aggregators(AggregatorRegistry& r) {
     const double tau = s.get_double("tau", 1.0, 0.0, 1e9, true);
     return std::make_unique<CenteredClip>(tau, static_cast<int>(s.get_int("iterations", 3, 1)));
   });
+  r.add("nna", "nearest-neighbour averaging (each contribution -> mean of its n - f nearest), then the inner rule",
+        [](Section& s) {
+          const int f = static_cast<int>(s.get_int("f", 1, 0));
+          Section inner = s.child("inner");
+          const auto kind = inner.get<std::string>("kind", "mean");
+          // The registry is complete by the time a config is read.
+          return std::make_unique<Nna>(f, aggregator_registry().create(kind, inner.path("kind"), inner));
+        });
+  r.add("flag", "Flag Aggregator: projection onto the flag-median subspace of the normalized contributions (IRLS)",
+        [](Section& s) {
+          const int rank = static_cast<int>(s.get_int("r", 1, 1));
+          const int iterations = static_cast<int>(s.get_int("iterations", 4, 1));
+          const double eps = s.get_double("eps", 1e-6, 0.0, 1.0, true);
+          return std::make_unique<FlagAggregator>(rank, iterations, eps, s.get<bool>("rescale", true));
+        });
 }
 
 }  // namespace starling

@@ -173,6 +173,10 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   protocol_registry().require(protocol_kind, protocol.path("kind"));  // fail before loading data
   const bool server_based = protocol_kind == "fedavg" || protocol_kind == "fedbuff" || protocol_kind == "fedasync" ||
                             protocol_kind == "fedfix" || protocol_kind == "afa";
+  Section attack_section = root.child("attack");
+  const AttackParams attack = read_attack(attack_section);
+  if (attack.kind != AttackKind::kNone && protocol_kind != "fedavg")
+    attack_section.fail("kind", "attacks are simulated for protocol fedavg only");
 
   ProtocolParts parts;
   parts.seed = plan->seed;
@@ -230,6 +234,7 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
     partition.fail("kind", "\"natural\" needs a dataset that comes split by client (synthetic); use iid, dirichlet or shards");
   }
   task->partition = group_by_client(plan->data->train, task->partition);
+  parts.attack = make_attack(attack, task->partition, plan->data->train, plan->seed, 1);  // fedavg: client c = node c + 1
   task->train = &plan->data->train;
   task->test = &plan->data->test;
   task->model = plan->model.get();

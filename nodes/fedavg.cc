@@ -15,11 +15,16 @@ class FedAvgServer final : public Node {
       : task_(*parts.task), rounds_(parts.rounds), eval_every_(parts.eval_every), model_(parts.initial_model),
         sampler_(std::move(parts.sampler)), aggregator_(std::move(parts.aggregator)),
         optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
-        uplink_decoder_(parts.uplink->clone()),
-        sum_encodings_(uplink_decoder_->linear() && aggregator_->is_weighted_mean()),
+        uplink_decoder_(parts.uplink->clone()), attack_(parts.attack),
+        // An attack replaces decoded updates, so each one is decoded.
+        sum_encodings_(uplink_decoder_->linear() && aggregator_->is_weighted_mean() && !attack_),
         clients_(static_cast<int>(parts.task->partition.size())) {}
 
-  void on_start(Context& ctx) override { start_round(ctx, 1); }
+  void on_start(Context& ctx) override {
+    if (attack_)  // who was Byzantine, for the results (committed with round 1)
+      for (NodeId a : attack_->attackers()) ctx.metrics().metric(0, ctx.now(), a, "byzantine", 1.0);
+    start_round(ctx, 1);
+  }
 
   void on_message(Context& ctx, Message&& m) override {
     if (m.kind != MessageKind::kUpdate || m.round != round_ || !expected_.count(m.sender) || updates_.count(m.sender))
@@ -61,13 +66,17 @@ class FedAvgServer final : public Node {
     std::vector<const Payload*> encoded;
     std::vector<double> weights;
     double loss_sum = 0.0, samples = 0.0;
-    for (const auto& [sender, u] : updates_) {  // std::map: ascending sender
+    std::map<NodeId, Vector*> decoded;
+    for (auto& [sender, u] : updates_) {  // std::map: ascending sender
       contributions.push_back({sender, static_cast<double>(u.samples), &u.update});
       encoded.push_back(u.encoded.get());
       weights.push_back(static_cast<double>(u.samples));
+      decoded[sender] = &u.update;
+      if (attack_ && attack_->is_attacker(sender)) continue;  // a Byzantine loss is not the model's
       loss_sum += static_cast<double>(u.loss) * static_cast<double>(u.samples);
       samples += static_cast<double>(u.samples);
     }
+    if (attack_) attack_->corrupt(round_, decoded);
     optimizer_->apply(model_, sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
                                              : aggregator_->combine(contributions));
     updates_.clear();
@@ -92,6 +101,7 @@ class FedAvgServer final : public Node {
   std::unique_ptr<Aggregator> aggregator_;
   std::unique_ptr<ServerOptimizer> optimizer_;
   std::unique_ptr<Compressor> downlink_, uplink_decoder_;
+  std::shared_ptr<const Attack> attack_;
   bool sum_encodings_;  // linear uplink (sketches) + mean: average the encodings, decode once (FetchSGD)
   int clients_;
   int round_ = 0;

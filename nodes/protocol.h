@@ -11,6 +11,7 @@
 #include "learning/dataset.h"
 #include "learning/model.h"
 #include "learning/optimizer.h"
+#include "nodes/attack.h"
 #include "nodes/context.h"
 #include "nodes/sampling.h"
 #include "topologies/topology.h"
@@ -44,6 +45,7 @@ struct ProtocolParts {
   std::unique_ptr<Compressor> uplink;    // prototypes, cloned per node
   Section* compressor_section = nullptr;  // uplink's section, for protocols that read more of it (dpsgd)
   std::unique_ptr<Compressor> downlink;
+  std::shared_ptr<const Attack> attack;  // null: every client is honest
 };
 
 struct NodeSet {

@@ -111,6 +111,67 @@ TEST(RobustAggregators, KrumPicksAnHonestContributionAndTrimmingMustLeaveSomethi
   EXPECT_EQ(make(aggregator_registry(), "{kind: median}")->combine(view(even))[0], 3.0f);
 }
 
+TEST(RobustAggregators, NnaAveragesTheNearestWithTiesByLowerSender) {
+  // 1-D: {0, 1, -1}, f = 1 -> each point averages itself and its nearest: 0 is as close to 1 as
+  // to -1, and takes sender 1 (the lower): {0.5, 0.5, -0.5}.
+  std::vector<Vector> xs = {Vector::Constant(1, 0.0f), Vector::Constant(1, 1.0f), Vector::Constant(1, -1.0f)};
+  EXPECT_FLOAT_EQ(make(aggregator_registry(), "{kind: nna, f: 1}")->combine(view(xs))[0], 0.5f / 3.0f);
+  // {0, 1, 2, 100}, f = 1: the honest three mix to 1, the outlier to 103 / 3; the inner median
+  // then returns 1.
+  std::vector<Vector> ys = {Vector::Constant(1, 0.0f), Vector::Constant(1, 1.0f), Vector::Constant(1, 2.0f),
+                            Vector::Constant(1, 100.0f)};
+  EXPECT_FLOAT_EQ(make(aggregator_registry(), "{kind: nna, f: 1, inner: {kind: median}}")->combine(view(ys))[0], 1.0f);
+  EXPECT_FLOAT_EQ(make(aggregator_registry(), "{kind: nna, f: 1}")->combine(view(ys))[0], (3.0f + 103.0f / 3.0f) / 4.0f);
+  EXPECT_THROW(make(aggregator_registry(), "{kind: nna, f: 4}")->combine(view(ys)), Error);
+  EXPECT_THROW(make(aggregator_registry(), "{kind: nna, inner: {kind: meen}}"), ConfigError);
+  EXPECT_THROW(make(aggregator_registry(), "{kind: nna, inner: {kind: mean, f: 2}}"), ConfigError);  // unknown key
+}
+
+TEST(RobustAggregators, NnaShrinksTheAttackersPull) {
+  // f = 3 of 10 attackers sit together a few honest spreads away. Every honest point's n - f
+  // nearest are the honest ones, so only the attackers' own mixed vectors carry them, diluted by
+  // the n - 2f honest neighbours they pick up: the pull f/n * offset of the mean shrinks by
+  // f / (n - f) = 3/7 (plus honest noise). nna + mean stays within the honest spread, plain mean not.
+  const std::int64_t d = 50;
+  const Vector truth = random_vector(d, 3);
+  const double honest_spread = 0.1 * std::sqrt(static_cast<double>(d));
+  Vector offset = random_vector(d, 4);
+  offset *= static_cast<float>(4.0 * honest_spread / offset.norm());
+  std::vector<Vector> xs;
+  for (int i = 0; i < 7; ++i) xs.push_back(truth + random_vector(d, 100 + static_cast<std::uint64_t>(i), 0.1));
+  for (int i = 0; i < 3; ++i) xs.push_back(truth + offset + random_vector(d, 200 + static_cast<std::uint64_t>(i), 0.01));
+  const double plain = (make(aggregator_registry(), "{kind: mean}")->combine(view(xs)) - truth).norm();
+  const double mixed = (make(aggregator_registry(), "{kind: nna, f: 3}")->combine(view(xs)) - truth).norm();
+  EXPECT_GT(plain, honest_spread);
+  EXPECT_LT(mixed, honest_spread);
+  EXPECT_LT(mixed, 0.6 * plain);
+  // Far-away attackers still drag nna + mean (their mixed vectors stay far); a robust inner rule
+  // is what bounds them.
+  for (int i = 7; i < 10; ++i) xs[static_cast<std::size_t>(i)] = Vector::Constant(d, 1000.0f);
+  EXPECT_GT((make(aggregator_registry(), "{kind: nna, f: 3}")->combine(view(xs)) - truth).norm(), 100.0);
+  const auto robust = make(aggregator_registry(), "{kind: nna, f: 3, inner: {kind: trimmed_mean, f: 3}}");
+  EXPECT_LT((robust->combine(view(xs)) - truth).norm(), 2.0 * honest_spread);
+}
+
+TEST(RobustAggregators, FlagFollowsTheMajorityDirection) {
+  // 7 honest updates around `truth`, 3 attackers pointing elsewhere with 100x the length: the
+  // normalization takes their length away and the flag median follows the honest majority.
+  const std::int64_t d = 50;
+  const Vector truth = random_vector(d, 3);
+  std::vector<Vector> xs;
+  for (int i = 0; i < 7; ++i) xs.push_back(truth + random_vector(d, 100 + static_cast<std::uint64_t>(i), 0.1));
+  for (int i = 0; i < 3; ++i) xs.push_back(100.0f * random_vector(d, 9));
+  const Vector out = make(aggregator_registry(), "{kind: flag}")->combine(view(xs));
+  EXPECT_GT(out.dot(truth) / (out.norm() * truth.norm()), 0.95);
+  // Rescaled by median |g_i| / n: the 7 honest projections have length ~1, the 3 others ~0.
+  EXPECT_NEAR(out.norm(), 0.7 * truth.norm(), 0.15 * truth.norm());
+  // The card's own scale: a sum of n unit-length projections (identical inputs: n x the unit vector).
+  std::vector<Vector> same(5, truth);
+  const Vector raw = make(aggregator_registry(), "{kind: flag, rescale: false}")->combine(view(same));
+  EXPECT_NEAR(raw.norm(), 5.0, 1e-4);
+  EXPECT_GT(raw.dot(truth) / truth.norm(), 5.0 - 1e-4);
+}
+
 TEST(ServerOptimizers, UpdateFormulas) {
   const Vector u1 = Vector::Constant(2, 0.5f), u2 = Vector::Constant(2, -0.25f);
   Vector x = Vector::Zero(2);

@@ -113,7 +113,7 @@ TEST(BuildRun, WrongTypeNamesKey) {
 
 TEST(BuildRun, UnknownPluginKindListsKnownNames) {
   expect_config_error(base_with({"aggregator.kind=meen"}), "aggregator.kind",
-                      {"aggregator.kind: \"meen\" is unknown aggregator; known: centered_clip, geometric_median, krum, majority_vote, mean, median, multi_krum, trimmed_mean"});
+                      {"aggregator.kind: \"meen\" is unknown aggregator; known: centered_clip, flag, geometric_median, krum, majority_vote, mean, median, multi_krum, nna, trimmed_mean"});
   expect_config_error(base_with({"model.kind=cnnn"}), "model.kind", {"unknown model", "logreg", "mlp"});
   expect_config_error(base_with({"protocol.kind=fedavgg"}), "protocol.kind", {"known: afa, dpsgd, fedasync, fedavg, fedbuff, fedfix, gossip"});
   expect_config_error(base_with({"data.dataset=mnistt"}), "data.dataset", {"known: fashion_mnist, synthetic"});
@@ -180,7 +180,7 @@ TEST(Cli, BadValueFromSetExitsTwoAndNamesTheKey) {
   EXPECT_NE(r.err.find("out of range"), std::string::npos) << r.err;
   const auto t = test::run_process({STARLING_BIN, "run", cfg, "--set", "aggregator.kind=meen", "--db", dir.file("r.db")}, dir);
   EXPECT_EQ(t.exit_code, 2);
-  EXPECT_NE(t.err.find("aggregator.kind: \"meen\" is unknown aggregator; known: centered_clip, geometric_median, krum, majority_vote, mean, median, multi_krum, trimmed_mean"), std::string::npos) << t.err;
+  EXPECT_NE(t.err.find("aggregator.kind: \"meen\" is unknown aggregator; known: centered_clip, flag, geometric_median, krum, majority_vote, mean, median, multi_krum, nna, trimmed_mean"), std::string::npos) << t.err;
 }
 
 TEST(Cli, UsageErrorsExitTwo) {

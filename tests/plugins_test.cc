@@ -136,7 +136,7 @@ TEST(AggregatorRegistry, UnknownKindListsKnownNames) {
     FAIL() << "expected a ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_EQ(e.key_path(), "aggregator.kind");
-    EXPECT_NE(std::string(e.what()).find("aggregator.kind: \"meen\" is unknown aggregator; known: centered_clip, geometric_median, krum, majority_vote, mean, median, multi_krum, trimmed_mean"),
+    EXPECT_NE(std::string(e.what()).find("aggregator.kind: \"meen\" is unknown aggregator; known: centered_clip, flag, geometric_median, krum, majority_vote, mean, median, multi_krum, nna, trimmed_mean"),
               std::string::npos)
         << e.what();
   }
