@@ -189,7 +189,7 @@ void put_indices(ByteWriter& w, std::span<const std::uint32_t> indices, std::int
   std::uint8_t* out = bytes.data() + at;
   if (best == raw) {
     *out++ = 0;
-    std::memcpy(out, indices.data(), raw);  // little-endian host (compressor.cc asserts it)
+    if (raw > 0) std::memcpy(out, indices.data(), raw);  // little-endian host (compressor.cc asserts it); empty span: null data
   } else if (best == varints) {
     *out++ = 1;
     previous = 0;
