@@ -10,7 +10,7 @@ namespace starling {
 
 TrainStats train_local(const Model& model, Optimizer& optimizer, const Dataset& data,
                        std::span<const std::int32_t> indices, int epochs, int batch_size, Rng& rng, Vector& params,
-                       std::int64_t max_batches) {
+                       std::int64_t max_batches, const GradientTerms& terms) {
   TrainStats stats;
   std::int64_t batches = 0;
   if (indices.empty()) return stats;
@@ -29,10 +29,13 @@ TrainStats train_local(const Model& model, Optimizer& optimizer, const Dataset& 
       data.gather(members, batch);
       for (std::size_t j = 0; j < members.size(); ++j) labels[j] = data.y[static_cast<std::size_t>(members[j])];
       loss_sum += n * model.loss_and_gradient(params, batch, std::span(labels.data(), static_cast<std::size_t>(n)), grad, ws);
+      if (terms.prox_mu != 0.0f) grad += terms.prox_mu * (params - *terms.anchor);
+      if (terms.correction) grad += *terms.correction;
       optimizer.step(params, grad);
       stats.samples += n;
     }
   }
+  stats.batches = batches;
   stats.mean_loss = loss_sum / static_cast<double>(stats.samples);
   return stats;
 }

@@ -1,4 +1,5 @@
-// FedAvg (McMahan et al., 2017) as message handlers.
+// FedAvg (McMahan et al., 2017) as message handlers, and SCAFFOLD (Karimireddy et al., 2020) as
+// the same rounds with a global control variate c sent along with the model.
 #include <map>
 #include <set>
 
@@ -11,14 +12,16 @@ namespace {
 
 class FedAvgServer final : public Node {
  public:
-  explicit FedAvgServer(ProtocolParts& parts)
-      : task_(*parts.task), rounds_(parts.rounds), eval_every_(parts.eval_every), model_(parts.initial_model),
+  FedAvgServer(ProtocolParts& parts, bool scaffold)
+      : task_(*parts.task), scaffold_(scaffold), rounds_(parts.rounds), eval_every_(parts.eval_every), model_(parts.initial_model),
         sampler_(std::move(parts.sampler)), aggregator_(std::move(parts.aggregator)),
         optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
         uplink_decoder_(parts.uplink->clone()), attack_(parts.attack),
         // An attack replaces decoded updates, so each one is decoded.
-        sum_encodings_(uplink_decoder_->linear() && aggregator_->is_weighted_mean() && !attack_),
-        clients_(static_cast<int>(parts.task->partition.size())) {}
+        sum_encodings_(uplink_decoder_->linear() && aggregator_->is_weighted_mean() && !attack_ && !scaffold),
+        clients_(static_cast<int>(parts.task->partition.size())) {
+    if (scaffold_) control_ = Vector::Zero(model_.size());
+  }
 
   void on_start(Context& ctx) override {
     if (attack_)  // who was Byzantine, for the results (committed with round 1)
@@ -32,7 +35,12 @@ class FedAvgServer final : public Node {
                   std::to_string(m.sender) + " in round " + std::to_string(m.round));
     auto& u = updates_[m.sender];
     if (sum_encodings_) u.encoded = m.payload;
-    else u.update = uplink_decoder_->receive(m.sender, m.payload_bytes(), model_.size());
+    else u.update = uplink_decoder_->receive(m.sender, m.payload_bytes(), scaffold_ ? 2 * model_.size() : model_.size());
+    if (scaffold_) {  // [dy; dc]: dy goes through the aggregator as FedAvg's update, dc is summed
+      if (control_sum_.size() == 0) control_sum_ = Vector::Zero(model_.size());
+      control_sum_ += u.update.tail(model_.size());
+      u.update.conservativeResize(model_.size());
+    }
     u.samples = m.num_samples;
     u.loss = m.loss;
     if (updates_.size() == expected_.size()) finish_round(ctx);
@@ -53,7 +61,7 @@ class FedAvgServer final : public Node {
     Message m;
     m.kind = MessageKind::kModel;
     m.round = round;
-    m.set_payload(downlink_->encode(model_, ctx.rng(Purpose::kCompression)));
+    m.set_payload(downlink_->encode(scaffold_ ? concat(model_, control_) : model_, ctx.rng(Purpose::kCompression)));
     for (int c : sampler_->sample(round, clients_, ctx.rng(Purpose::kSampling))) {
       m.receiver = c + 1;
       expected_.insert(m.receiver);
@@ -79,6 +87,10 @@ class FedAvgServer final : public Node {
     if (attack_) attack_->corrupt(round_, decoded);
     optimizer_->apply(model_, sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
                                              : aggregator_->combine(contributions));
+    if (scaffold_) {  // c += (|S|/N) mean_S dc: what keeps c the mean of all N clients' c_i
+      control_ += control_sum_ / static_cast<float>(clients_);
+      control_sum_.setZero();
+    }
     updates_.clear();
     auto& sink = ctx.metrics();
     const SimTime t = ctx.now();
@@ -95,8 +107,10 @@ class FedAvgServer final : public Node {
   }
 
   const LearningTask& task_;
+  bool scaffold_;
   int rounds_, eval_every_;
   Vector model_;
+  Vector control_, control_sum_;  // SCAFFOLD: global c, and this round's sum of client dc
   std::unique_ptr<ClientSampler> sampler_;
   std::unique_ptr<Aggregator> aggregator_;
   std::unique_ptr<ServerOptimizer> optimizer_;
@@ -111,10 +125,19 @@ class FedAvgServer final : public Node {
 
 }  // namespace
 
-NodeSet make_fedavg(Section& protocol, ProtocolParts& parts) {
-  NodeSet set = make_star_clients("fedavg", parts, LocalWork{.steps = protocol.get_int("local_steps", 0, 0)});
-  set.nodes[0] = std::make_unique<FedAvgServer>(parts);  // last: the server takes the parts it owns
+namespace {
+
+NodeSet make_rounds(const std::string& name, Section& protocol, ProtocolParts& parts, bool scaffold) {
+  NodeSet set = make_star_clients(
+      name, parts, LocalWork{.steps = protocol.get_int("local_steps", 0, 0), .scaffold = scaffold});
+  set.nodes[0] = std::make_unique<FedAvgServer>(parts, scaffold);  // last: the server takes the parts it owns
   return set;
 }
+
+}  // namespace
+
+NodeSet make_fedavg(Section& protocol, ProtocolParts& parts) { return make_rounds("fedavg", protocol, parts, false); }
+
+NodeSet make_scaffold(Section& protocol, ProtocolParts& parts) { return make_rounds("scaffold", protocol, parts, true); }
 
 }  // namespace starling

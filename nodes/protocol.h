@@ -27,6 +27,7 @@ struct LearningTask {
   std::unique_ptr<Optimizer> optimizer;  // prototype: each training session clones it
   int local_epochs = 1;
   int batch_size = 32;
+  float prox_mu = 0.0f;  // FedProx: server-based clients add prox_mu * (w - w_global) to each gradient
 };
 
 // The plugins config/ built from their sections (each object is the protocol's to keep).
@@ -58,6 +59,8 @@ ProtocolRegistry& protocol_registry();
 
 // The nodes of FedAvg: node 0 is the server, node c + 1 holds client c's partition.
 NodeSet make_fedavg(Section& protocol, ProtocolParts& parts);
+// SCAFFOLD: FedAvg's rounds with control variates (models and controls travel together).
+NodeSet make_scaffold(Section& protocol, ProtocolParts& parts);
 // D-PSGD: node c holds client c's partition; rounds of local training, then gossip with W.
 NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts);
 // Asynchronous gossip learning: Poisson wake-ups, train, push to a random neighbour, merge.

@@ -29,14 +29,33 @@ class ServerClient final : public Node {
     ctx.compute(samples,
                 [this, &indices, epochs, steps, model = m.payload, &shuffle = ctx.rng(Purpose::kDataShuffle),
                  &compression = ctx.rng(Purpose::kCompression)] {
-                  const Vector global = downlink_->decode(*model, task_.model->num_params());
+                  const std::int64_t d = task_.model->num_params();
+                  Vector global = downlink_->decode(*model, work_.scaffold ? 2 * d : d);
+                  Vector control;  // SCAFFOLD's global c, the tail of the model message
+                  if (work_.scaffold) {
+                    control = global.tail(d);
+                    global.conservativeResize(d);
+                    if (control_i_.size() == 0) control_i_ = Vector::Zero(d);
+                  }
+                  const Vector correction = work_.scaffold ? Vector(control - control_i_) : Vector();
                   Vector params = global;
                   auto optimizer = task_.optimizer->clone();
+                  const GradientTerms terms{.prox_mu = task_.prox_mu,
+                                            .anchor = &global,
+                                            .correction = work_.scaffold ? &correction : nullptr};
                   stats_ = train_local(*task_.model, *optimizer, *task_.train, indices, epochs, task_.batch_size,
-                                       shuffle, params, steps);
+                                       shuffle, params, steps, terms);
+                  if (work_.scaffold && stats_.batches > 0) {
+                    Vector next = scaffold_client_control(control_i_, control, global, params, stats_.batches,
+                                                          optimizer->lr());
+                    params -= global;
+                    update_ = uplink_->encode(concat(params, next - control_i_), compression);
+                    control_i_ = std::move(next);
+                    return;
+                  }
                   params -= global;  // the update
                   if (work_.per_step) params /= static_cast<float>(steps);
-                  update_ = uplink_->encode(params, compression);
+                  update_ = uplink_->encode(work_.scaffold ? concat(params, Vector::Zero(d)) : params, compression);
                 },
                 round_);
   }
@@ -59,11 +78,23 @@ class ServerClient final : public Node {
   LocalWork work_;
   std::unique_ptr<Compressor> uplink_, downlink_;
   Payload update_;  // the encoded update, between the end of training and the send
+  Vector control_i_;  // SCAFFOLD's c_i (empty until the first round: zero)
   TrainStats stats_;
   int round_ = 0;
 };
 
 }  // namespace
+
+Vector scaffold_client_control(const Vector& c_i, const Vector& c, const Vector& x, const Vector& y,
+                               std::int64_t steps, double lr) {
+  return c_i - c + (x - y) / static_cast<float>(static_cast<double>(steps) * lr);
+}
+
+Vector concat(const Vector& a, const Vector& b) {
+  Vector out(a.size() + b.size());
+  out << a, b;
+  return out;
+}
 
 NodeSet make_star_clients(const std::string& protocol, ProtocolParts& parts, const LocalWork& work) {
   const int clients = static_cast<int>(parts.task->partition.size());

@@ -9,7 +9,15 @@ struct LocalWork {
   std::int64_t steps = 0;      // minibatches per trip; 0 = train.local_epochs epochs
   std::int64_t max_steps = 0;  // > 0: each trip draws its steps uniformly in [steps, max_steps] (AFA)
   bool per_step = false;       // send the update divided by the steps taken (AFA's lr x mean gradient)
+  bool scaffold = false;       // models arrive as [x; c], updates leave as [y - x; c_i+ - c_i]
 };
+
+// SCAFFOLD option II: the client's new control c_i+ = c_i - c + (x - y) / (K lr), from the
+// global model x, the model y after K local steps of size lr, and the global control c.
+Vector scaffold_client_control(const Vector& c_i, const Vector& c, const Vector& x, const Vector& y,
+                               std::int64_t steps, double lr);
+// [a; b] as one vector: SCAFFOLD's messages carry two model-sized vectors in one payload.
+Vector concat(const Vector& a, const Vector& b);
 
 // The client nodes of a star: entry 0 (the server) is left empty for the caller. Throws
 // ConfigError naming topology.kind unless the topology is the star with node 0 at its centre.

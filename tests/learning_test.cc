@@ -544,6 +544,29 @@ TEST(Training, TrainLocalIsDeterministicAndUsesTheRng) {
   EXPECT_EQ(train_local(model, sgd, data, {}, 1, 8, rng, untouched).samples, 0);
 }
 
+TEST(Training, ProximalTermHoldsTheModelNearTheAnchor) {
+  const Dataset data = separable(40, 5);
+  std::vector<std::int32_t> idx(80);
+  std::iota(idx.begin(), idx.end(), 0);
+  const Mlp model(2, {4}, 2);
+  Rng init(2, kNoNode, Purpose::kModelInit);
+  const Vector anchor = model.init(init);
+  auto train = [&](const GradientTerms& terms) {
+    Vector p = anchor;
+    Sgd sgd(0.1, 0.0, 0.0);
+    Rng shuffle(9, 0, Purpose::kDataShuffle);
+    const TrainStats stats = train_local(model, sgd, data, idx, 3, 8, shuffle, p, 0, terms);
+    EXPECT_EQ(stats.batches, 30);
+    return p;
+  };
+  const Vector plain = train({});
+  EXPECT_TRUE(train({.prox_mu = 0.0f, .anchor = &anchor}) == plain) << "mu = 0 must not change a bit";
+  // lr * mu = 1: each step restarts from the anchor, so the model stays one gradient step away.
+  const Vector held = train({.prox_mu = 10.0f, .anchor = &anchor});
+  EXPECT_LT((held - anchor).norm(), 0.2f * (plain - anchor).norm());
+  EXPECT_GT((held - anchor).norm(), 0.0f);
+}
+
 TEST(Training, EvaluateCountsCorrectPredictions) {
   const Mlp model(1, {}, 2);
   Vector p(4);
