@@ -329,6 +329,20 @@ class FlagAggregator final : public Aggregator {
 
 }  // namespace
 
+Vector nearest_average(const Vector& pivot, std::span<const Vector* const> vectors, std::size_t q) {
+  if (q == 0 || q > vectors.size())
+    throw Error("nearest_average: cannot average " + std::to_string(q) + " of " + std::to_string(vectors.size()) +
+                " vectors");
+  std::vector<double> dist;
+  for (const Vector* v : vectors) dist.push_back((v->cast<double>() - pivot.cast<double>()).squaredNorm());
+  std::vector<std::size_t> order(vectors.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return dist[a] < dist[b]; });
+  Eigen::VectorXd sum = Eigen::VectorXd::Zero(pivot.size());
+  for (std::size_t k = 0; k < q; ++k) sum += vectors[order[k]]->cast<double>();
+  return (sum / static_cast<double>(q)).cast<float>();
+}
+
 void register_robust_aggregators(AggregatorRegistry& r) {
   r.add("median", "coordinate-wise median", [](Section&) { return std::make_unique<Median>(); });
   r.add("majority_vote", "coordinate-wise sign most contributions agree on, times their mean |value| (signSGD)",

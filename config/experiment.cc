@@ -179,8 +179,8 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
     train.fail("prox_mu", "the proximal term pulls towards the server's model; " + protocol_kind + " has none");
   Section attack_section = root.child("attack");
   const AttackParams attack = read_attack(attack_section);
-  if (attack.kind != AttackKind::kNone && protocol_kind != "fedavg")
-    attack_section.fail("kind", "attacks are simulated for protocol fedavg only");
+  if (attack.kind != AttackKind::kNone && protocol_kind != "fedavg" && protocol_kind != "dpsgd")
+    attack_section.fail("kind", "attacks are simulated for protocols fedavg and dpsgd only");
 
   ProtocolParts parts;
   parts.seed = plan->seed;
@@ -196,6 +196,7 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   parts.sampler = make_plugin(sampler_registry(), sampling, "uniform");
   Section aggregator = root.child("aggregator");
   parts.aggregator = make_plugin(aggregator_registry(), aggregator, "mean");
+  parts.aggregator_section = &aggregator;
   Section server_optimizer = root.child("server_optimizer");
   parts.server_optimizer = make_plugin(server_optimizer_registry(), server_optimizer, "sgd");
   // Compressors are built once the model's tensor shapes are known (powersgd needs them); their
@@ -246,7 +247,8 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
     partition.fail("kind", "\"natural\" needs a dataset that comes split by client (synthetic); use iid, dirichlet or shards");
   }
   task->partition = group_by_client(plan->data->train, task->partition);
-  parts.attack = make_attack(attack, task->partition, plan->data->train, plan->seed, 1);  // fedavg: client c = node c + 1
+  // fedavg: client c is node c + 1 (node 0 is the server); dpsgd: node c.
+  parts.attack = make_attack(attack, task->partition, plan->data->train, plan->seed, protocol_kind == "fedavg" ? 1 : 0);
   task->train = &plan->data->train;
   task->test = &plan->data->test;
   task->model = plan->model.get();

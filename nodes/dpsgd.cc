@@ -12,12 +12,22 @@
 // holder of x̂_i adds decode(q_i), and x_i += gamma sum_j W_ij (x̂_j - x̂_i). All copies of x̂_i add
 // the same bytes, so they stay equal and what one step leaves out is sent by the next. With an
 // uncompressed codec the copies are the models themselves (x̂ = x, nothing is kept).
+//
+// Byzantine robustness (MoNNA, card 6.1): with `aggregation: robust` a node replaces its model by
+// the run's `aggregator` over the models it received plus its own (weights W_ij, so `mean` is W
+// mixing); with `aggregation: nna` by NNA(pivot = own model, V_i, q = |V_i| - f), the mean of the q
+// received models closest to its own. `momentum` beta adds MoNNA's local momentum. Attackers
+// (`attack:`) train and mix like honest nodes, but their receivers see corrupted models: the
+// attack replaces them at the receiver just before it aggregates (as FedAvg's server does), so ALIE
+// is omniscient about the honest models that receiver got, and a sign flip sends -x.
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <numbers>
 #include <optional>
 
+#include "aggregators/robust.h"
+#include "learning/optimizer.h"
 #include "learning/training.h"
 #include "learning/variance_correction.h"
 #include "nodes/observer.h"
@@ -137,6 +147,35 @@ struct DpsgdSettings {
   bool variance_correction = false;  // rescale tensors after mixing (card 4)
   double consensus_lr = 1.0;  // gamma; 1 with an uncompressed codec is plain D-PSGD
   bool choco = false;         // lossy codec: send differences to public copies (CHOCO)
+  enum class Aggregation { kMix, kRobust, kNna } aggregation = Aggregation::kMix;
+  int f = 0;                  // nna: q = |V_i| - f
+  double momentum = 0.0;      // beta of MoNNA's local momentum; 0 = none
+};
+
+// MoNNA's local momentum: m = beta m + (1 - beta) g, then the run's optimizer steps along m
+// (x^{1/2} = x - lr m with plain SGD; weight decay, if any, is added outside the momentum). The
+// buffer belongs to the node and lives across rounds, whereas train_local's optimizer is fresh
+// every round. As in the authors' PyTorch code (momentum = dampening = beta), the first step sets
+// m = g, not (1 - beta) g.
+class DampedMomentum final : public Optimizer {
+ public:
+  DampedMomentum(Vector& buffer, double beta, std::unique_ptr<Optimizer> inner)
+      : buffer_(buffer), beta_(static_cast<float>(beta)), inner_(std::move(inner)) {}
+  void step(Vector& params, Vector& grad) override {
+    if (buffer_.size() != grad.size()) buffer_ = grad;
+    else buffer_ = beta_ * buffer_ + (1.0f - beta_) * grad;
+    grad = buffer_;
+    inner_->step(params, grad);
+  }
+  double lr() const override { return inner_->lr(); }
+  std::unique_ptr<Optimizer> clone() const override {
+    return std::make_unique<DampedMomentum>(buffer_, beta_, inner_->clone());
+  }
+
+ private:
+  Vector& buffer_;
+  float beta_;
+  std::unique_ptr<Optimizer> inner_;
 };
 
 // compressor.kind none sends models; any other codec runs CHOCO, whose consensus step size has no
@@ -157,11 +196,16 @@ class DpsgdNode final : public Node {
  public:
   DpsgdNode(const LearningTask& task, NodeId id, const DpsgdSettings& settings, const Vector& initial,
             std::shared_ptr<GraphSchedule> graphs, std::shared_ptr<RoundObserver> observer,
-            std::unique_ptr<Compressor> codec, std::map<NodeId, Vector> copies)
+            std::unique_ptr<Compressor> codec, std::map<NodeId, Vector> copies, std::unique_ptr<Aggregator> aggregator,
+            std::shared_ptr<const Attack> attack)
       : task_(task), id_(id), settings_(settings), x_(initial), graphs_(std::move(graphs)),
-        observer_(std::move(observer)), codec_(std::move(codec)), copies_(std::move(copies)) {}
+        observer_(std::move(observer)), codec_(std::move(codec)), copies_(std::move(copies)),
+        aggregator_(std::move(aggregator)), attack_(std::move(attack)) {}
 
-  void on_start(Context& ctx) override { train(ctx); }
+  void on_start(Context& ctx) override {
+    if (attack_ && attack_->is_attacker(id_)) ctx.metrics().metric(0, ctx.now(), id_, "byzantine", 1.0);
+    train(ctx);
+  }
 
   void on_compute_done(Context& ctx, int) override {
     if (round_ % settings_.communicate_every == 0 && settings_.gossip_steps > 0) {
@@ -191,7 +235,9 @@ class DpsgdNode final : public Node {
     const int epochs = settings_.local_steps > 0 ? 1 << 30 : task_.local_epochs;
     ctx.compute(samples,
                 [this, &indices, epochs, &shuffle = ctx.rng(Purpose::kDataShuffle)] {
-                  auto optimizer = task_.optimizer->clone();
+                  std::unique_ptr<Optimizer> optimizer = task_.optimizer->clone();
+                  if (settings_.momentum > 0.0)
+                    optimizer = std::make_unique<DampedMomentum>(momentum_, settings_.momentum, std::move(optimizer));
                   loss_ = train_local(*task_.model, *optimizer, *task_.train, indices, epochs, task_.batch_size, shuffle,
                                       x_, settings_.local_steps)
                               .mean_loss;
@@ -228,18 +274,11 @@ class DpsgdNode final : public Node {
       const auto& row = round.w.rows[static_cast<std::size_t>(id_)];
       std::vector<Vector> models;  // uncompressed: the neighbours' models, for this step only
       models.reserve(row.size());
-      std::vector<const Vector*> neighbours;
-      Vector mixed = Vector::Zero(x_.size());
-      for (const auto& [j, w] : row) {  // ascending j, itself included
-        const Vector& copy = j == id_ ? own_copy() : public_copy(j, *got.at(j), models);
-        mixed += static_cast<float>(w) * copy;
-        if (j != id_) neighbours.push_back(&copy);
-      }
-      if (settings_.variance_correction) correct_variance(mixed, neighbours, task_.model->tensors());
-      // x_i += gamma (sum_j W_ij x̂_j - x̂_i), grouped so that uncompressed (x̂_i = x_i) with gamma = 1
-      // computes exactly D-PSGD's x_i = sum_j W_ij x_j: x_i - x̂_i is then 0 and 1 * mixed is mixed.
-      const auto gamma = static_cast<float>(settings_.consensus_lr);
-      x_ = (x_ - gamma * own_copy()) + gamma * mixed;
+      std::vector<Contribution> received;  // ascending sender, itself included
+      for (const auto& [j, w] : row)
+        received.push_back({j, w, j == id_ ? &own_copy() : &public_copy(j, *got.at(j), models)});
+      if (attack_ && !attack_->is_attacker(id_)) corrupt(received);
+      x_ = combine(received);
       inbox_.erase(key);
       if (step_ < settings_.gossip_steps) {
         ++step_;
@@ -249,6 +288,40 @@ class DpsgdNode final : public Node {
         end_round(ctx);
       }
     }
+  }
+
+  // The attackers' entries become what they send. Attacks run uncompressed (make_dpsgd), so the
+  // vectors are this step's `models` and x_, both this node's own; honest ones are only read.
+  void corrupt(const std::vector<Contribution>& received) const {
+    std::map<NodeId, Vector*> by_sender;
+    for (const auto& c : received) by_sender.emplace(c.sender, const_cast<Vector*>(c.vector));
+    attack_->corrupt(round_, by_sender);
+  }
+
+  Vector combine(const std::vector<Contribution>& received) {
+    switch (settings_.aggregation) {
+      case DpsgdSettings::Aggregation::kRobust: return aggregator_->combine(received);
+      case DpsgdSettings::Aggregation::kNna: {
+        std::vector<const Vector*> vectors;
+        for (const auto& c : received) vectors.push_back(c.vector);
+        if (static_cast<std::size_t>(settings_.f) >= vectors.size())
+          throw Error("dpsgd node " + std::to_string(id_) + ": protocol.f = " + std::to_string(settings_.f) +
+                      " leaves nothing of " + std::to_string(vectors.size()) + " models to average");
+        return nearest_average(x_, vectors, vectors.size() - static_cast<std::size_t>(settings_.f));
+      }
+      case DpsgdSettings::Aggregation::kMix: break;
+    }
+    std::vector<const Vector*> neighbours;
+    Vector mixed = Vector::Zero(x_.size());
+    for (const auto& c : received) {
+      mixed += static_cast<float>(c.weight) * *c.vector;
+      if (c.sender != id_) neighbours.push_back(c.vector);
+    }
+    if (settings_.variance_correction) correct_variance(mixed, neighbours, task_.model->tensors());
+    // x_i += gamma (sum_j W_ij x̂_j - x̂_i), grouped so that uncompressed (x̂_i = x_i) with gamma = 1
+    // computes exactly D-PSGD's x_i = sum_j W_ij x_j: x_i - x̂_i is then 0 and 1 * mixed is mixed.
+    const auto gamma = static_cast<float>(settings_.consensus_lr);
+    return (x_ - gamma * own_copy()) + gamma * mixed;
   }
 
   const Vector& own_copy() const { return settings_.choco ? copies_.at(id_) : x_; }
@@ -277,10 +350,34 @@ class DpsgdNode final : public Node {
   std::shared_ptr<RoundObserver> observer_;
   std::unique_ptr<Compressor> codec_;
   std::map<NodeId, Vector> copies_;  // CHOCO: x̂_j of itself and its in-neighbours
+  std::unique_ptr<Aggregator> aggregator_;  // aggregation robust: this node's own (rules may keep state)
+  std::shared_ptr<const Attack> attack_;
+  Vector momentum_;                         // MoNNA's m_i; empty until the first step
   int round_ = 1, step_ = 0;
   double loss_ = 0.0;
   std::map<std::pair<int, int>, std::map<NodeId, std::shared_ptr<const Payload>>> inbox_;
 };
+
+void read_robustness(Section& protocol, const ProtocolParts& parts, DpsgdSettings& settings) {
+  using Aggregation = DpsgdSettings::Aggregation;
+  const auto kind = protocol.get_choice("aggregation", "mix", {"mix", "robust", "nna"});
+  settings.aggregation = kind == "mix" ? Aggregation::kMix : kind == "robust" ? Aggregation::kRobust : Aggregation::kNna;
+  if (settings.aggregation == Aggregation::kNna) settings.f = static_cast<int>(protocol.get_int("f", 0, 0));
+  settings.momentum = protocol.get_double("momentum", 0.0, 0.0, 1.0);
+  if (settings.momentum >= 1.0) protocol.fail("momentum", "must be in [0, 1): with 1 the gradient never enters");
+  const Section& aggregator = *parts.aggregator_section;
+  if (settings.aggregation != Aggregation::kRobust && aggregator.has("kind"))
+    throw ConfigError(aggregator.path("kind"), "dpsgd uses the aggregator only with protocol.aggregation: robust");
+  // CHOCO nodes hold public copies that every message shifts for good: a robust rule would judge
+  // stale, compressed copies, and one corrupted message would poison a copy forever.
+  if (settings.choco && settings.aggregation != Aggregation::kMix)
+    protocol.fail("aggregation", "robust aggregation needs the neighbours' models; with a lossy compressor dpsgd gossips "
+                                 "CHOCO differences: use compressor.kind none");
+  if (settings.choco && parts.attack)
+    throw ConfigError("attack.kind", "Byzantine dpsgd is simulated on uncompressed gossip: use compressor.kind none");
+  if (settings.variance_correction && settings.aggregation != Aggregation::kMix)
+    protocol.fail("variance_correction", "rescales a W mix; it does not apply to aggregation " + kind);
+}
 
 }  // namespace
 
@@ -296,19 +393,32 @@ NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts) {
   std::optional<MergeSchedule> merge;
   if (protocol.has("merge")) merge = read_merge(protocol.child("merge"), n);
   read_compression(protocol, *parts.compressor_section, settings);
+  read_robustness(protocol, parts, settings);
   if (settings.choco && (merge || parts.topology->time_varying()))
     throw ConfigError(merge ? protocol.path("merge") : parts.topology_section->path("kind"),
                       "compressed gossip (CHOCO) keeps copies of fixed neighbours' models: it needs a static topology "
                       "and no merge schedule");
   auto graphs = std::make_shared<GraphSchedule>(parts.topology, mixing_rule(*parts.topology_section), n, parts.rounds,
                                                 parts.seed, merge);
-  auto observer = std::make_shared<RoundObserver>(*parts.task, n, parts.rounds, parts.eval_every, parts.eval_nodes, parts.seed);
+  auto observer = std::make_shared<RoundObserver>(*parts.task, n, parts.rounds, parts.eval_every, parts.eval_nodes,
+                                                 parts.seed, parts.attack ? parts.attack->attackers() : std::vector<NodeId>{});
   const Graph base = parts.topology->build(n, parts.seed);
   if (!base.connected()) throw ConfigError("topology.kind", "the graph is not connected: gossip cannot reach consensus");
+  if (settings.aggregation == DpsgdSettings::Aggregation::kNna && !merge && !parts.topology->time_varying())
+    for (const auto& in : graphs->at(1).graph.neighbours)
+      if (static_cast<std::size_t>(settings.f) > in.size())
+        protocol.fail("f", std::to_string(settings.f) + " leaves no model to average at a node with " +
+                               std::to_string(in.size()) + " neighbours (q = neighbours + 1 - f)");
   if (!merge) observer->set_constant("spectral_gap", spectral_gap(graphs->at(1).w));
   // Public copies start equal everywhere: at the shared initial model, or, when every node draws its
   // own, at zero (the paper's choice; a node cannot know its neighbours' models before they send).
   const Vector copy0 = independent_init ? Vector::Zero(parts.initial_model.size()) : parts.initial_model;
+  // One aggregator per node, from the same section (centered_clip remembers its last output).
+  const auto aggregator = [&]() -> std::unique_ptr<Aggregator> {
+    if (settings.aggregation != DpsgdSettings::Aggregation::kRobust) return nullptr;
+    Section& s = *parts.aggregator_section;
+    return aggregator_registry().create(s.get<std::string>("kind", "mean"), s.path("kind"), s);
+  };
   NodeSet set;
   for (NodeId i = 0; i < n; ++i) {
     Rng init(parts.seed, i, Purpose::kModelInit);  // each node's own initialisation, if asked for
@@ -319,7 +429,8 @@ NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts) {
     }
     set.nodes.push_back(std::make_unique<DpsgdNode>(*parts.task, i, settings,
                                                     independent_init ? parts.task->model->init(init) : parts.initial_model,
-                                                    graphs, observer, parts.uplink->clone(), std::move(copies)));
+                                                    graphs, observer, parts.uplink->clone(), std::move(copies),
+                                                    aggregator(), parts.attack));
   }
   return set;
 }

@@ -7,21 +7,30 @@
 namespace starling {
 
 RoundObserver::RoundObserver(const LearningTask& task, int nodes, int rounds, int eval_every, int eval_nodes,
-                             std::uint64_t seed)
-    : task_(task), nodes_(nodes), rounds_(rounds), eval_every_(eval_every), sampled_(static_cast<std::size_t>(nodes)) {
+                             std::uint64_t seed, const std::vector<NodeId>& excluded)
+    : task_(task), nodes_(nodes), rounds_(rounds), eval_every_(eval_every), sampled_(static_cast<std::size_t>(nodes)),
+      excluded_(static_cast<std::size_t>(nodes)) {
+  for (NodeId i : excluded) excluded_[static_cast<std::size_t>(i)] = true;
+  std::vector<NodeId> honest;  // without exclusions, sample k is node k: the same draw as before
+  for (NodeId i = 0; i < nodes; ++i)
+    if (!excluded_[static_cast<std::size_t>(i)]) honest.push_back(i);
+  honest_ = static_cast<int>(honest.size());
   Rng rng(seed, kNoNode, Purpose::kEvaluation);
-  for (auto i : rng.sample_without_replacement(nodes, std::min(eval_nodes, nodes))) sampled_[static_cast<std::size_t>(i)] = true;
+  for (auto k : rng.sample_without_replacement(honest_, std::min(eval_nodes, honest_)))
+    sampled_[static_cast<std::size_t>(honest[static_cast<std::size_t>(k)])] = true;
 }
 
 void RoundObserver::report(Context& ctx, int round, NodeId id, const Vector& model, double train_loss) {
   Accumulator& acc = open_[round];
-  if (acc.sum.size() == 0) acc.sum = Eigen::VectorXd::Zero(model.size());
-  acc.sum += model.cast<double>();
-  acc.squared_norms += model.cast<double>().squaredNorm();
-  acc.train_loss += train_loss;
-  if (evaluated_round(round) && sampled_[static_cast<std::size_t>(id)]) {
-    acc.node_accuracy += evaluate(*task_.model, model, *task_.test).accuracy;
-    ++acc.evaluated;
+  if (!excluded_[static_cast<std::size_t>(id)]) {
+    if (acc.sum.size() == 0) acc.sum = Eigen::VectorXd::Zero(model.size());
+    acc.sum += model.cast<double>();
+    acc.squared_norms += model.cast<double>().squaredNorm();
+    acc.train_loss += train_loss;
+    if (evaluated_round(round) && sampled_[static_cast<std::size_t>(id)]) {
+      acc.node_accuracy += evaluate(*task_.model, model, *task_.test).accuracy;
+      ++acc.evaluated;
+    }
   }
   if (++acc.reports == nodes_) {
     complete(ctx, round, acc);
@@ -30,15 +39,15 @@ void RoundObserver::report(Context& ctx, int round, NodeId id, const Vector& mod
 }
 
 void RoundObserver::complete(Context& ctx, int round, Accumulator& acc) {
-  const Eigen::VectorXd mean = acc.sum / nodes_;
+  const Eigen::VectorXd mean = acc.sum / honest_;
   auto& sink = ctx.metrics();
   const SimTime t = ctx.now();
   if (round == 1)
     for (const auto& [name, value] : constants_) sink.metric(round, t, kNoNode, name, value);
   sink.metric(round, t, kNoNode, "participants", nodes_);
-  sink.metric(round, t, kNoNode, "train_loss", acc.train_loss / nodes_);
+  sink.metric(round, t, kNoNode, "train_loss", acc.train_loss / honest_);
   // Mean squared distance to the average: mean ||x_i||^2 - ||mean||^2 (sums kept in double).
-  sink.metric(round, t, kNoNode, "consensus_distance", std::max(0.0, acc.squared_norms / nodes_ - mean.squaredNorm()));
+  sink.metric(round, t, kNoNode, "consensus_distance", std::max(0.0, acc.squared_norms / honest_ - mean.squaredNorm()));
   if (evaluated_round(round)) {
     const auto eval = evaluate(*task_.model, mean.cast<float>(), *task_.test);
     sink.metric(round, t, kNoNode, "test_accuracy", eval.accuracy);

@@ -14,8 +14,10 @@ namespace starling {
 class RoundObserver {
  public:
   // `eval_nodes`: how many nodes' own models are evaluated for node_accuracy_mean (a fixed
-  // sample drawn from the run seed; all when >= nodes).
-  RoundObserver(const LearningTask& task, int nodes, int rounds, int eval_every, int eval_nodes, std::uint64_t seed);
+  // sample drawn from the run seed; all when >= nodes). `excluded` (Byzantine) nodes report too,
+  // but count in no metric: the metrics are those of the honest nodes, and so is the sample.
+  RoundObserver(const LearningTask& task, int nodes, int rounds, int eval_every, int eval_nodes, std::uint64_t seed,
+                const std::vector<NodeId>& excluded = {});
 
   // A metric recorded once, with round 1 (e.g. the spectral gap).
   void set_constant(std::string name, double value) { constants_.emplace_back(std::move(name), value); }
@@ -33,8 +35,8 @@ class RoundObserver {
   void complete(Context& ctx, int round, Accumulator& acc);
 
   const LearningTask& task_;
-  int nodes_, rounds_, eval_every_;
-  std::vector<bool> sampled_;
+  int nodes_, honest_, rounds_, eval_every_;
+  std::vector<bool> sampled_, excluded_;
   std::vector<std::pair<std::string, double>> constants_;
   std::map<int, Accumulator> open_;
 };

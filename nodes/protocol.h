@@ -42,6 +42,7 @@ struct ProtocolParts {
   int eval_nodes = 10;                        // decentralized: nodes whose own model is evaluated
   std::unique_ptr<ClientSampler> sampler;
   std::unique_ptr<Aggregator> aggregator;
+  Section* aggregator_section = nullptr;  // for protocols that need one aggregator per node (dpsgd)
   std::unique_ptr<ServerOptimizer> server_optimizer;
   std::unique_ptr<Compressor> uplink;    // prototypes, cloned per node
   Section* compressor_section = nullptr;  // uplink's section, for protocols that read more of it (dpsgd)
