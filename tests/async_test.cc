@@ -8,6 +8,7 @@
 
 #include "config/experiment.h"
 #include "nodes/async_server.h"
+#include "run_util.h"
 #include "test_util.h"
 
 namespace starling {
@@ -27,20 +28,9 @@ eval: { every: 1 }
 constexpr int kClients = 8;
 const std::vector<std::string> kLognormal = {"compute.kind=lognormal", "compute.sigma=1.0"};
 
-std::unique_ptr<RunPlan> plan(const std::vector<std::string>& overrides) {
-  YAML::Node doc = YAML::Load(kConfig);
-  for (const auto& o : overrides) Section::apply_override(doc, o);
-  return build_run(doc);
-}
+std::unique_ptr<RunPlan> plan(const std::vector<std::string>& overrides) { return test::plan_from(kConfig, overrides); }
 
-MemorySink run(RunPlan& p, int threads = 1) {
-  MemorySink sink;
-  auto options = p.sim;
-  options.threads = threads;
-  SimRuntime rt(std::move(p.nodes), options, sink);
-  EXPECT_EQ(rt.run(), SimRuntime::Outcome::kFinished);
-  return sink;
-}
+MemorySink run(RunPlan& p, int threads = 1) { return test::run_plan(p, threads); }
 MemorySink run(const std::vector<std::string>& overrides, int threads = 1) { return run(*plan(overrides), threads); }
 
 std::vector<MemorySink::Metric> rows(const MemorySink& s, const std::string& name) {

@@ -8,6 +8,7 @@
 #include "config/experiment.h"
 #include "core/rng.h"
 #include "nodes/attack.h"
+#include "run_util.h"
 #include "test_util.h"
 
 namespace starling {
@@ -112,18 +113,10 @@ sampling: { kind: uniform, fraction: 1.0 }
 )yaml";
 
 std::unique_ptr<RunPlan> plan_for(const std::vector<std::string>& overrides) {
-  YAML::Node doc = YAML::Load(kSynthetic);
-  for (const auto& o : overrides) Section::apply_override(doc, o);
-  return build_run(doc);
+  return test::plan_from(kSynthetic, overrides);
 }
 
-MemorySink run(const std::vector<std::string>& overrides) {
-  auto plan = plan_for(overrides);
-  MemorySink sink;
-  SimRuntime rt(std::move(plan->nodes), plan->sim, sink);
-  EXPECT_EQ(rt.run(), SimRuntime::Outcome::kFinished);
-  return sink;
-}
+MemorySink run(const std::vector<std::string>& overrides) { return test::run_plan(*plan_for(overrides)); }
 
 void expect_config_error(const std::vector<std::string>& overrides, const std::string& key) {
   try {

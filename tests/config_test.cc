@@ -4,6 +4,7 @@
 #include <map>
 
 #include "config/experiment.h"
+#include "run_util.h"
 #include "test_util.h"
 
 #ifndef STARLING_BIN
@@ -26,11 +27,7 @@ train: { lr: 0.05 }
 sampling: { fraction: 0.5 }
 )yaml";
 
-YAML::Node base_with(const std::vector<std::string>& overrides) {
-  YAML::Node doc = YAML::Load(kBase);
-  for (const auto& o : overrides) Section::apply_override(doc, o);
-  return doc;
-}
+YAML::Node base_with(const std::vector<std::string>& overrides) { return test::config_with(kBase, overrides); }
 
 // build_run must fail with a ConfigError on `key_path` whose message contains each of `parts`.
 void expect_config_error(const YAML::Node& doc, const std::string& key_path, const std::vector<std::string>& parts) {

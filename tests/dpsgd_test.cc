@@ -12,6 +12,7 @@
 #include "learning/training.h"
 #include "nodes/attack.h"
 #include "nodes/modest.h"
+#include "run_util.h"
 #include "test_util.h"
 
 namespace starling {
@@ -31,19 +32,11 @@ eval: { every: 3, nodes: 4 }
 )yaml";
 
 std::unique_ptr<RunPlan> plan(const std::vector<std::string>& overrides = {}) {
-  YAML::Node doc = YAML::Load(kConfig);
-  for (const auto& o : overrides) Section::apply_override(doc, o);
-  return build_run(doc);
+  return test::plan_from(kConfig, overrides);
 }
 
 MemorySink run(const std::vector<std::string>& overrides = {}, int threads = 1) {
-  auto p = plan(overrides);
-  MemorySink sink;
-  auto options = p->sim;
-  options.threads = threads;
-  SimRuntime rt(std::move(p->nodes), options, sink);
-  EXPECT_EQ(rt.run(), SimRuntime::Outcome::kFinished);
-  return sink;
+  return test::run_plan(*plan(overrides), threads);
 }
 
 std::vector<double> series(const MemorySink& s, const std::string& name) {

@@ -13,6 +13,7 @@
 #include "db_reader.h"
 #include "learning/model.h"
 #include "store/results_db.h"
+#include "run_util.h"
 #include "test_util.h"
 
 #ifndef STARLING_BIN
@@ -47,20 +48,11 @@ const std::set<std::string> kRoundMetrics = {"participants", "train_loss", "test
 std::int64_t message_bytes(std::int64_t num_params) { return Message::kHeaderBytes + 4 * num_params; }
 
 std::unique_ptr<RunPlan> plan_for(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
-  YAML::Node doc = YAML::Load(yaml);
-  for (const auto& o : overrides) Section::apply_override(doc, o);
-  return build_run(doc);
+  return test::plan_from(yaml, overrides);
 }
 
 // Runs a plan through the SimRuntime API with `threads` workers, collecting rows in memory.
-MemorySink run_in_memory(RunPlan& plan, int threads) {
-  MemorySink sink;
-  auto options = plan.sim;
-  options.threads = threads;
-  SimRuntime rt(std::move(plan.nodes), options, sink);
-  EXPECT_EQ(rt.run(), SimRuntime::Outcome::kFinished);
-  return sink;
-}
+MemorySink run_in_memory(RunPlan& plan, int threads) { return test::run_plan(plan, threads); }
 
 // Every metric row except wall_seconds, as comparable text with the values' exact bits.
 std::vector<std::string> deterministic_rows(const MemorySink& s) {

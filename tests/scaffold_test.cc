@@ -6,6 +6,7 @@
 
 #include "config/experiment.h"
 #include "nodes/server_client.h"
+#include "run_util.h"
 #include "test_util.h"
 
 namespace starling {
@@ -26,17 +27,10 @@ eval: { every: 1 }
 )yaml";
 
 std::unique_ptr<RunPlan> plan(const std::string& yaml, const std::vector<std::string>& overrides) {
-  YAML::Node doc = YAML::Load(yaml);
-  for (const auto& o : overrides) Section::apply_override(doc, o);
-  return build_run(doc);
+  return test::plan_from(yaml, overrides);
 }
 
-MemorySink run(RunPlan& p) {
-  MemorySink sink;
-  SimRuntime rt(std::move(p.nodes), p.sim, sink);
-  EXPECT_EQ(rt.run(), SimRuntime::Outcome::kFinished);
-  return sink;
-}
+MemorySink run(RunPlan& p) { return test::run_plan(p); }
 MemorySink run(const std::vector<std::string>& overrides, const std::string& yaml = kConfig) {
   return run(*plan(yaml, overrides));
 }

@@ -9,6 +9,7 @@
 #include "config/experiment.h"
 #include "learning/zeroth_order.h"
 #include "nodes/zo_shared.h"
+#include "run_util.h"
 #include "test_util.h"
 
 namespace starling {
@@ -27,9 +28,7 @@ eval: { every: 10, nodes: 1 }
 )yaml";
 
 std::unique_ptr<RunPlan> plan(const std::vector<std::string>& overrides = {}) {
-  YAML::Node doc = YAML::Load(kConfig);
-  for (const auto& o : overrides) Section::apply_override(doc, o);
-  return build_run(doc);
+  return test::plan_from(kConfig, overrides);
 }
 
 std::vector<double> series(const MemorySink& s, const std::string& name) {
