@@ -171,7 +171,8 @@ def main():
                  f"{scale_mib / scale_nodes:.2f} MiB per node including the dataset and the process.\n")
     lines.append("")
     lines.append("## Compression: encode + decode throughput (one thread)\n")
-    lines.append("GB/s of float32 input; `copy` is a plain memcpy of the same data, the physical limit. "
+    lines.append("GB/s of float32 input, decoding into the receiver's reused buffer (`decode_into`); `copy` is a "
+                 "plain memcpy of the same data, the physical limit. "
                  "Target (issue 4): topk and qsgd at >= 25% of copy at d = 10^7.\n")
     ops = ["none", "bf16", "topk_1pct", "randk_1pct", "qsgd_4bit", "sign", "count_sketch", "random_projection"]
     lines.append("| d | copy | " + " | ".join(ops) + " |")

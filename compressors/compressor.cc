@@ -61,6 +61,11 @@ class NoCompression final : public Compressor {
  public:
   Payload encode(const Vector& v, Rng&) override { return encode_fp32(v); }  // lossless, NaN and inf included
   Vector decode(const Payload& p, std::int64_t dim) override { return decode_fp32(p, dim); }
+  void decode_into(const Payload& p, std::int64_t dim, Vector& out) override {
+    if (p.size() != static_cast<std::size_t>(dim) * sizeof(float)) out = decode_fp32(p, dim);  // its error
+    out.resize(dim);
+    if (dim > 0) std::memcpy(out.data(), p.data(), p.size());
+  }
   std::unique_ptr<Compressor> clone() const override { return std::make_unique<NoCompression>(); }
 };
 }  // namespace

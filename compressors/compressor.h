@@ -20,7 +20,16 @@ class Compressor {
   virtual ~Compressor() = default;
   virtual Payload encode(const Vector& v, Rng& rng) = 0;
   // Throws Error if the bytes are not a valid encoding of a `dim`-vector (bad network input).
-  virtual Vector decode(const Payload& payload, std::int64_t dim) = 0;
+  // Operators override decode or decode_into (or both); each defaults to the other.
+  virtual Vector decode(const Payload& payload, std::int64_t dim) {
+    Vector v;
+    decode_into(payload, dim, v);
+    return v;
+  }
+  // Decodes into `out`, reusing its memory when it already has `dim` entries: a receiver that
+  // keeps its buffer avoids allocating, and page-faulting in, a fresh vector per message (for
+  // d = 10^7 that costs as much as the decoding). On error `out`'s contents are unspecified.
+  virtual void decode_into(const Payload& payload, std::int64_t dim, Vector& out) { out = decode(payload, dim); }
   // What a receiver makes of `sender`'s message: the decoded vector, except for feedback schemes
   // whose messages are increments of a per-sender estimate (ef21, econtrol): then this object,
   // the receiver's, keeps the estimate per sender and returns it.

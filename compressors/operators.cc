@@ -153,16 +153,15 @@ class Cast16 final : public Compressor {
     if (largest >= kInfinityBits) refuse_non_finite(name_);
     return out;
   }
-  Vector decode(const Payload& p, std::int64_t dim) override {
+  void decode_into(const Payload& p, std::int64_t dim, Vector& out) override {
     if (p.size() != static_cast<std::size_t>(dim) * 2) ByteReader(p, name_).fail("size does not match the model");
-    Vector v = fresh_vector(dim);
+    if (out.size() != dim) out = fresh_vector(dim);  // reuse the receiver's buffer
     std::uint16_t block[kBlock];
     for (std::int64_t at = 0; at < dim; at += kBlock) {
       const std::int64_t n = std::min(kBlock, dim - at);
       std::memcpy(block, p.data() + 2 * at, static_cast<std::size_t>(n) * 2);
-      for (std::int64_t t = 0; t < n; ++t) v[at + t] = Decode(block[t]);
+      for (std::int64_t t = 0; t < n; ++t) out[at + t] = Decode(block[t]);
     }
-    return v;
   }
   std::unique_ptr<Compressor> clone() const override { return std::make_unique<Cast16>(name_); }
 
@@ -347,12 +346,12 @@ class TopK final : public Compressor {
     put_indices(w, top.indices, d);
     return out;
   }
-  Vector decode(const Payload& p, std::int64_t d) override {
+  void decode_into(const Payload& p, std::int64_t d, Vector& out) override {
     ByteReader r(p, "topk");
     const auto k = r.get<std::uint32_t>();
     if (k > d) r.fail("k exceeds the model size");
     const std::uint8_t* values = r.take(4 * static_cast<std::size_t>(k));
-    Vector out = fresh_vector(d);
+    if (out.size() != d) out = fresh_vector(d);  // reuse the receiver's buffer
     std::int64_t filled = 0;  // one sequential sweep: zeros up to each index, then its value
     get_indices(r, k, d, [&](std::size_t j, std::uint32_t i) {
       std::fill(out.data() + filled, out.data() + i, 0.0f);
@@ -361,7 +360,6 @@ class TopK final : public Compressor {
     });
     r.expect_end();
     std::fill(out.data() + filled, out.data() + d, 0.0f);
-    return out;
   }
   std::unique_ptr<Compressor> clone() const override { return std::make_unique<TopK>(ratio_, k_); }
 
@@ -392,18 +390,17 @@ class RandK final : public Compressor {
     w.put_floats(values.data(), values.size());
     return out;
   }
-  Vector decode(const Payload& p, std::int64_t d) override {
+  void decode_into(const Payload& p, std::int64_t d, Vector& out) override {
     ByteReader r(p, "randk");
     const auto seed = r.get<std::uint64_t>();
     const auto k = r.get<std::uint32_t>();
     if (k > d) r.fail("k exceeds the model size");
     const std::uint8_t* values = r.take(4 * static_cast<std::size_t>(k));
     r.expect_end();
-    Vector out = fresh_vector(d);
+    if (out.size() != d) out = fresh_vector(d);  // reuse the receiver's buffer
     out.setZero();
     const auto idx = draw_indices(seed, k, d);
     for (std::size_t j = 0; j < idx.size(); ++j) std::memcpy(&out[idx[j]], values + 4 * j, 4);
-    return out;
   }
   std::unique_ptr<Compressor> clone() const override { return std::make_unique<RandK>(ratio_, k_, unbiased_); }
 
@@ -566,13 +563,13 @@ class Qsgd final : public Compressor {
     }
     return out;
   }
-  Vector decode(const Payload& p, std::int64_t d) override {
+  void decode_into(const Payload& p, std::int64_t d, Vector& out) override {
     const std::int64_t buckets = (d + bucket_ - 1) / bucket_;
     const PackedCodes packed(bits_, d);
     if (p.size() != static_cast<std::size_t>(4 * buckets + packed.bytes()))
       ByteReader(p, "qsgd").fail("size does not match the model and the levels/bucket settings");
     const std::uint8_t* stream = p.data() + 4 * buckets;
-    Vector out = fresh_vector(d);
+    if (out.size() != d) out = fresh_vector(d);  // reuse the receiver's buffer
     // The blocks covering a piece are unpacked here; a piece starts at `begin % 64` into them.
     std::uint32_t codes[kWindowCodes + 128];
     for_each_piece(d, bucket_, [&](std::int64_t b, std::int64_t begin, std::int64_t end) {
@@ -587,7 +584,6 @@ class Qsgd final : public Compressor {
         out[begin + j] = c[j] & 1u ? -magnitude : magnitude;
       }
     });
-    return out;
   }
   std::unique_ptr<Compressor> clone() const override { return std::make_unique<Qsgd>(s_, bucket_); }
 
@@ -669,19 +665,18 @@ class Sign final : public Compressor {
     }
     return out;
   }
-  Vector decode(const Payload& p, std::int64_t d) override {
+  void decode_into(const Payload& p, std::int64_t d, Vector& out) override {
     const std::size_t head = scaled_ ? 4 : 0;
     if (p.size() != head + static_cast<std::size_t>((d + 7) / 8)) ByteReader(p, "sign").fail("size does not match the model");
     float scale = 1.0f;
     if (scaled_) std::memcpy(&scale, p.data(), 4);
-    Vector out = fresh_vector(d);
+    if (out.size() != d) out = fresh_vector(d);  // reuse the receiver's buffer
     for (std::int64_t at = 0; at < d; at += 64) {
       const std::int64_t n = std::min<std::int64_t>(64, d - at);
       std::uint64_t word = 0;
       std::memcpy(&word, p.data() + head + at / 8, static_cast<std::size_t>((n + 7) / 8));
       for (std::int64_t t = 0; t < n; ++t) out[at + t] = word >> t & 1u ? -scale : scale;
     }
-    return out;
   }
   std::unique_ptr<Compressor> clone() const override { return std::make_unique<Sign>(scaled_); }
 

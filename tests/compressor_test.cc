@@ -4,6 +4,7 @@
 #include <Eigen/SVD>
 
 #include <cmath>
+#include <set>
 #include <numeric>
 
 #include "compressors/compressor.h"
@@ -52,6 +53,15 @@ TEST_P(Conformance, RoundTripShapeZeroesAndBadInput) {
     const Payload p = c->encode(v, rng);
     const Vector back = c->decode(p, d);
     ASSERT_EQ(back.size(), d);
+    // Decoding into a reused buffer overwrites every entry (stale values must not leak through).
+    Vector reused = Vector::Constant(d, 12345.0f);
+    const float* storage = reused.data();
+    c->decode_into(p, d, reused);
+    EXPECT_EQ(reused, back) << GetParam() << " d=" << d;
+    const std::set<std::string> in_place = {"none", "fp16", "bf16", "topk", "randk", "qsgd", "sign"};
+    if (in_place.count(GetParam())) {
+      EXPECT_EQ(reused.data(), storage) << GetParam() << ": the buffer is reused";
+    }
     EXPECT_TRUE(back.allFinite());
     // Every operator keeps the vector's scale: the error is at most the vector itself (+ for unbiased ones, more).
     EXPECT_LT(sq(back - v), 200.0 * sq(v) + 1e-9) << GetParam() << " d=" << d;
