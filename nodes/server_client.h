@@ -1,5 +1,5 @@
-// The client of the server-based protocols (FedAvg and the asynchronous servers): on each model
-// it trains locally as one compute job, then sends back its encoded update.
+// The client of the server-based protocols (FedAvg, SCAFFOLD, FedAMD and the asynchronous
+// servers): on each model it trains locally as one compute job, then sends back its encoded update.
 #pragma once
 #include "nodes/protocol.h"
 
@@ -10,6 +10,11 @@ struct LocalWork {
   std::int64_t max_steps = 0;  // > 0: each trip draws its steps uniformly in [steps, max_steps] (AFA)
   bool per_step = false;       // send the update divided by the steps taken (AFA's lr x mean gradient)
   bool scaffold = false;       // models arrive as [x; c], updates leave as [y - x; c_i+ - c_i]
+  // FedAMD (card 8.1): a kModel message carries [x; v_glob] and the client runs `steps` SARAH
+  // steps (train_sarah) and sends y - x; a kAnchor message carries x and the client sends the
+  // mean gradient at x over anchor_batch samples of its partition (0 or more than it has: all).
+  bool fedamd = false;
+  std::int64_t anchor_batch = 0;
 };
 
 // SCAFFOLD option II: the client's new control c_i+ = c_i - c + (x - y) / (K lr), from the
@@ -18,6 +23,12 @@ Vector scaffold_client_control(const Vector& c_i, const Vector& c, const Vector&
                                std::int64_t steps, double lr);
 // [a; b] as one vector: SCAFFOLD's messages carry two model-sized vectors in one payload.
 Vector concat(const Vector& a, const Vector& b);
+
+// What every synchronous server records at the end of `round`, before it commits the round:
+// participants, train_loss, and (every eval_every rounds and after the last) the test_accuracy
+// and test_loss of `model`.
+void record_server_round(Context& ctx, const LearningTask& task, const Vector& model, int round, int rounds,
+                         int eval_every, double participants, double train_loss);
 
 // The client nodes of a star: entry 0 (the server) is left empty for the caller. Throws
 // ConfigError naming topology.kind unless the topology is the star with node 0 at its centre.
