@@ -1,6 +1,7 @@
 #include "config/experiment.h"
 
 #include <filesystem>
+#include <set>
 
 #include "learning/partition.h"
 
@@ -182,8 +183,15 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
     train.fail("prox_mu", "fedamd's miners step along the variance-reduced direction v; it has no proximal term");
   Section attack_section = root.child("attack");
   const AttackParams attack = read_attack(attack_section);
-  if (attack.kind != AttackKind::kNone && protocol_kind != "fedavg" && protocol_kind != "dpsgd")
-    attack_section.fail("kind", "attacks are simulated for protocols fedavg and dpsgd only");
+  if (attack.kind != AttackKind::kNone) {
+    static const std::set<std::string> kAttackable = {"fedavg", "fedbuff", "fedasync", "fedfix", "afa",
+                                                      "dpsgd",  "gossip",  "modest"};
+    // scaffold's messages carry control variates no attack defines; zo_shared sends projected
+    // scalars, not the models or updates the attacks describe.
+    if (!kAttackable.count(protocol_kind))
+      attack_section.fail("kind", "attacks are simulated for protocols fedavg, fedbuff, fedasync, fedfix, afa, dpsgd, "
+                                  "gossip and modest, not " + protocol_kind);
+  }
 
   ProtocolParts parts;
   parts.seed = plan->seed;
@@ -253,8 +261,8 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
     partition.fail("kind", "\"natural\" needs a dataset that comes split by client (synthetic); use iid, dirichlet or shards");
   }
   task->partition = group_by_client(plan->data->train, task->partition);
-  // fedavg: client c is node c + 1 (node 0 is the server); dpsgd: node c.
-  parts.attack = make_attack(attack, task->partition, plan->data->train, plan->seed, protocol_kind == "fedavg" ? 1 : 0);
+  // Server-based: client c is node c + 1 (node 0 is the server); decentralized: node c.
+  parts.attack = make_attack(attack, task->partition, plan->data->train, plan->seed, server_based ? 1 : 0);
   task->train = &plan->data->train;
   task->test = &plan->data->test;
   task->model = plan->model.get();

@@ -1,10 +1,17 @@
 // The asynchronous servers as message handlers. They share one node: it keeps `concurrency`
 // clients busy (each trip: pull the model, train, send the update) and differs only in when and
 // how it folds arrivals into the model.
+//
+// Attacks (`attack:`): the attacking clients train honestly and their updates are replaced at the
+// server just before they are folded in, as FedAvg's server does. What an omniscient attack (ALIE,
+// IPM) sees: fedbuff, fedfix and afa-cd the honest updates of the buffer being applied; afa-cs the
+// latest update of every honest client heard from (the vectors it sums); fedasync, which applies
+// each arrival alone, the last `concurrency` honest arrivals.
 #include "nodes/async_server.h"
 
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <map>
 #include <optional>
 
@@ -42,12 +49,14 @@ class AsyncServer final : public Node {
       : task_(*parts.task), settings_(settings), rounds_(parts.rounds), eval_every_(parts.eval_every),
         model_(parts.initial_model), aggregator_(std::move(parts.aggregator)),
         optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
-        uplink_decoder_(parts.uplink->clone()), busy_(parts.task->partition.size(), false),
+        uplink_decoder_(parts.uplink->clone()), attack_(parts.attack), busy_(parts.task->partition.size(), false),
         latest_(settings.mode == Mode::kAfaCs ? busy_.size() : 0) {
     for (const auto& p : task_.partition) total_samples_ += static_cast<double>(p.size());
   }
 
   void on_start(Context& ctx) override {
+    if (attack_)  // who was Byzantine, for the results (committed with round 1)
+      for (NodeId a : attack_->attackers()) ctx.metrics().metric(0, ctx.now(), a, "byzantine", 1.0);
     dispatch(ctx);
     if (settings_.mode == Mode::kFedFix) ctx.set_timer(settings_.period, kTick);
   }
@@ -65,6 +74,7 @@ class AsyncServer final : public Node {
       case Mode::kFedAsync: {
         // x <- (1 - a) x + a x_client, as the step a (x_client - x) through the server optimizer.
         const double mix = settings_.alpha * settings_.staleness.weight(a.staleness);
+        if (attack_) corrupt_alone(a);
         auto pulled = pulled_.find(m.round - 1);
         Vector step = pulled->second.model + a.update - model_;
         if (--pulled->second.holders == 0) pulled_.erase(pulled);
@@ -173,6 +183,17 @@ class AsyncServer final : public Node {
       case Mode::kFedAsync:
         throw Error("fedasync applies each arrival on its own");
     }
+    std::vector<Vector> forged;  // afa-cs: what the attackers send in place of their latest
+    if (attack_) {
+      forged.reserve(contributions.size());  // `contributions` points into it
+      Attack::Updates updates;
+      for (auto& c : contributions) {
+        if (settings_.mode == Mode::kAfaCs && attack_->is_attacker(c.sender))
+          c.vector = &forged.emplace_back(*c.vector);  // latest_ keeps the honest update
+        updates.emplace_back(c.sender, const_cast<Vector*>(c.vector));  // arrivals_ or forged: the server's own
+      }
+      attack_->corrupt(static_cast<std::uint64_t>(version_ + 1), updates);
+    }
     double total = 0.0;
     for (const auto& c : contributions) total += c.weight;
     Vector step = aggregator_->combine(contributions);
@@ -182,14 +203,30 @@ class AsyncServer final : public Node {
     return finish_update(ctx);
   }
 
+  // fedasync: an attacker's update becomes what it sends; an honest one joins the last
+  // `concurrency` honest arrivals, which are what ALIE and IPM see.
+  void corrupt_alone(Arrival& a) {
+    if (!attack_->is_attacker(a.sender)) {
+      if (!attack_->omniscient()) return;
+      recent_honest_.emplace_back(a.sender, a.update);
+      if (static_cast<int>(recent_honest_.size()) > settings_.concurrency) recent_honest_.pop_front();
+      return;
+    }
+    Attack::Updates updates;
+    for (auto& [sender, u] : recent_honest_) updates.emplace_back(sender, &u);  // read only
+    updates.emplace_back(a.sender, &a.update);
+    attack_->corrupt(static_cast<std::uint64_t>(version_ + 1), updates);
+  }
+
   // Records the new version's metrics; false once `rounds` versions are done.
   bool finish_update(Context& ctx) {
     ++version_;
     double loss = 0.0, samples = 0.0, staleness = 0.0;
     for (const auto& a : arrivals_) {
+      staleness += a.staleness;
+      if (attack_ && attack_->is_attacker(a.sender)) continue;  // a Byzantine loss is not the model's
       loss += static_cast<double>(a.loss) * static_cast<double>(a.samples);
       samples += static_cast<double>(a.samples);
-      staleness += a.staleness;
     }
     auto& sink = ctx.metrics();
     const SimTime t = ctx.now();
@@ -217,6 +254,8 @@ class AsyncServer final : public Node {
   std::unique_ptr<Aggregator> aggregator_;
   std::unique_ptr<ServerOptimizer> optimizer_;
   std::unique_ptr<Compressor> downlink_, uplink_decoder_;
+  std::shared_ptr<const Attack> attack_;
+  std::deque<std::pair<NodeId, Vector>> recent_honest_;  // fedasync under alie/ipm
   std::vector<bool> busy_;  // per client: training on a model we sent
   int busy_count_ = 0;
   int version_ = 0;         // model updates applied so far

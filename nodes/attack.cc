@@ -94,39 +94,48 @@ Attack::Attack(AttackParams params, std::vector<NodeId> attackers, std::uint64_t
 bool Attack::is_attacker(NodeId node) const { return std::binary_search(attackers_.begin(), attackers_.end(), node); }
 
 void Attack::corrupt(int round, std::map<NodeId, Vector*>& updates) const {
+  corrupt(static_cast<std::uint64_t>(round), Updates(updates.begin(), updates.end()));
+}
+
+void Attack::corrupt(std::uint64_t round, const Updates& updates) const {
   std::vector<const Vector*> honest;
-  std::vector<Vector*> byzantine;
-  for (auto& [sender, u] : updates) (is_attacker(sender) ? byzantine.push_back(u) : honest.push_back(u));
+  std::vector<std::pair<NodeId, Vector*>> byzantine;
+  for (const auto& [sender, u] : updates) {
+    if (is_attacker(sender)) byzantine.emplace_back(sender, u);
+    else honest.push_back(u);
+  }
   if (byzantine.empty()) return;
   const auto n = static_cast<int>(updates.size()), f = static_cast<int>(byzantine.size());
   switch (params_.kind) {
     case AttackKind::kNone:
     case AttackKind::kLabelFlip: return;  // honest protocol, poisoned data
     case AttackKind::kSignFlip:
-      for (Vector* u : byzantine) *u = sign_flip(*u, params_.scale);
+      for (auto& [sender, u] : byzantine) *u = sign_flip(*u, params_.scale);
       return;
     case AttackKind::kScaled:
-      for (Vector* u : byzantine) *u *= static_cast<float>(params_.scale);
+      for (auto& [sender, u] : byzantine) *u *= static_cast<float>(params_.scale);
       return;
-    case AttackKind::kGaussian:
-      for (auto& [sender, u] : updates) {
-        if (!is_attacker(sender)) continue;
+    case AttackKind::kGaussian: {
+      std::map<NodeId, std::uint64_t> repeats;  // an attacker twice in one buffer sends fresh noise
+      for (auto& [sender, u] : byzantine) {
         // One substream per (attacker, round): the noise does not depend on who else took part.
-        Rng rng = Rng(seed_, sender, Purpose::kAttack).substream(static_cast<std::uint64_t>(round));
+        Rng rng = Rng(seed_, sender, Purpose::kAttack).substream(round);
+        if (const auto k = repeats[sender]++; k > 0) rng = rng.substream(k);
         for (auto& x : *u) x = static_cast<float>(params_.std * rng.normal());
       }
       return;
+    }
     case AttackKind::kAlie:
     case AttackKind::kIpm: {
-      // A round without honest participants: the attackers imitate their own honest updates.
+      // No honest update to imitate: the attackers imitate their own honest updates.
       std::vector<Vector> own;
       own.reserve(byzantine.size());  // `honest` points into it
       if (honest.empty())
-        for (Vector* u : byzantine) own.push_back(*u), honest.push_back(&own.back());
+        for (auto& [sender, u] : byzantine) own.push_back(*u), honest.push_back(&own.back());
       const Vector sent = params_.kind == AttackKind::kIpm
                               ? ipm(honest, params_.epsilon)
                               : alie(honest, params_.z > 0.0 ? params_.z : alie_default_z(n, f));
-      for (Vector* u : byzantine) *u = sent;  // they collude: all send the same vector
+      for (auto& [sender, u] : byzantine) *u = sent;  // they collude: all send the same vector
       return;
     }
   }

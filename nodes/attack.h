@@ -2,9 +2,10 @@
 //
 // Attackers are round(fraction * clients) clients drawn once from the run's kAttack stream.
 // Data poisoning (label_flip) happens in their training data; every other attack replaces their
-// update at the server, just before aggregation (a simulation shortcut: the message a client
-// would have sent is the one the server sees). ALIE and IPM are omniscient: they are computed
-// from this round's honest updates.
+// update by what they send. Each protocol decides where that happens and what "the honest
+// updates" an omniscient attack (ALIE, IPM) sees are (README, "Attacks"): FedAvg's server this
+// round's updates, an asynchronous server its buffer, a D-PSGD or MoDeST receiver the models it
+// aggregates, a gossip attacker its own model and the latest model of each honest in-neighbour.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -56,9 +57,16 @@ class Attack {
 
   const AttackParams& params() const { return params_; }
   bool is_attacker(NodeId node) const;
+  // ALIE and IPM: what is sent depends on the honest updates, not on the attacker's own.
+  bool omniscient() const { return params_.kind == AttackKind::kAlie || params_.kind == AttackKind::kIpm; }
   const std::vector<NodeId>& attackers() const { return attackers_; }
-  // Replaces the attackers' entries of `updates` (this round's decoded updates, by sender) with
-  // what they send. Honest entries are read, never changed.
+  // One vector per entry, by sender; a sender may appear more than once (an asynchronous buffer).
+  using Updates = std::vector<std::pair<NodeId, Vector*>>;
+  // Replaces the attackers' entries of `updates` with what they send; the other entries are the
+  // honest updates the attack sees, read, never changed. `round` keys the gaussian noise: one
+  // substream per (attacker, round), and per repeat of an attacker within one call.
+  void corrupt(std::uint64_t round, const Updates& updates) const;
+  // The same for one update per sender (this round's decoded updates of a synchronous server).
   void corrupt(int round, std::map<NodeId, Vector*>& updates) const;
 
  private:

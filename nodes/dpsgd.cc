@@ -20,6 +20,16 @@
 // (`attack:`) train and mix like honest nodes, but their receivers see corrupted models: the
 // attack replaces them at the receiver just before it aggregates (as FedAvg's server does), so ALIE
 // is omniscient about the honest models that receiver got, and a sign flip sends -x.
+//
+// `wait_for: n_minus_f` (MoNNA's asynchronous reproduction, card 6.1; aggregation nna on a static
+// graph): node i with n_i = in-neighbours + 1 does not wait for everybody. It mixes as soon as it
+// holds q_i = n_i - f models, its own included: every Byzantine in-neighbour's (the adversary
+// controls the schedule, so its messages are always among the first heard; in the simulation the
+// node waits for them, as they travel the network like any other) and the honest ones that
+// arrived first on simulated time, the network deciding; with b Byzantine in-neighbours that is
+// max(0, q_i - 1 - b) honest neighbours, so with b <= f exactly q_i models. NNA then averages the
+// |V_i| - f = n_i - 2f closest. Models of a step that come after it was mixed are dropped: they
+// never enter a later step (a slow node's messages are then simply never used).
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -149,6 +159,7 @@ struct DpsgdSettings {
   bool choco = false;         // lossy codec: send differences to public copies (CHOCO)
   enum class Aggregation { kMix, kRobust, kNna } aggregation = Aggregation::kMix;
   int f = 0;                  // nna: q = |V_i| - f
+  bool wait_for_all = true;   // false: n_minus_f, mix once n_i - f models are in
   double momentum = 0.0;      // beta of MoNNA's local momentum; 0 = none
 };
 
@@ -218,10 +229,14 @@ class DpsgdNode final : public Node {
   }
 
   void on_message(Context& ctx, Message&& m) override {
-    if (m.kind != MessageKind::kGossip || m.round < round_ || (m.round == round_ && m.step < step_))
+    const bool past = m.round < round_ || (m.round == round_ && m.step < step_);
+    if (m.kind != MessageKind::kGossip || (past && settings_.wait_for_all))
       throw Error("dpsgd node " + std::to_string(id_) + ": unexpected " + to_string(m.kind) + " message for round " +
                   std::to_string(m.round) + " step " + std::to_string(m.step));
-    inbox_[{m.round, m.step}].emplace(m.sender, std::move(m.payload));
+    if (past) return;  // wait_for n_minus_f: that step was mixed without it
+    auto& box = inbox_[{m.round, m.step}];
+    box.order.push_back(m.sender);
+    box.got.emplace(m.sender, std::move(m.payload));
     try_mix(ctx);
   }
 
@@ -269,14 +284,23 @@ class DpsgdNode final : public Node {
     while (step_ > 0) {
       const auto& round = graphs_->at(round_);
       const auto key = std::pair{round_, step_};
-      auto& got = inbox_[key];
-      if (got.size() < round.graph.neighbours[static_cast<std::size_t>(id_)].size()) return;
+      const auto& box = inbox_[key];
+      const auto& got = box.got;
       const auto& row = round.w.rows[static_cast<std::size_t>(id_)];
       std::vector<Vector> models;  // uncompressed: the neighbours' models, for this step only
       models.reserve(row.size());
       std::vector<Contribution> received;  // ascending sender, itself included
-      for (const auto& [j, w] : row)
-        received.push_back({j, w, j == id_ ? &own_copy() : &public_copy(j, *got.at(j), models)});
+      if (settings_.wait_for_all) {
+        if (got.size() < round.graph.neighbours[static_cast<std::size_t>(id_)].size()) return;
+        for (const auto& [j, w] : row)
+          received.push_back({j, w, j == id_ ? &own_copy() : &public_copy(j, *got.at(j), models)});
+      } else {
+        const auto heard = quorum(round.graph.neighbours[static_cast<std::size_t>(id_)], box);
+        if (!heard) return;
+        for (const auto& [j, w] : row)  // nna weighs every model alike; W only gives the id order
+          if (j == id_ || std::binary_search(heard->begin(), heard->end(), j))
+            received.push_back({j, w, j == id_ ? &own_copy() : &public_copy(j, *got.at(j), models)});
+      }
       if (attack_ && !attack_->is_attacker(id_)) corrupt(received);
       x_ = combine(received);
       inbox_.erase(key);
@@ -288,6 +312,30 @@ class DpsgdNode final : public Node {
         end_round(ctx);
       }
     }
+  }
+
+  struct Inbox {
+    std::map<NodeId, std::shared_ptr<const Payload>> got;
+    std::vector<NodeId> order;  // senders in arrival order
+  };
+
+  // wait_for n_minus_f: the in-neighbours (ascending) whose models this step uses, once enough are
+  // in: every Byzantine one, and the first max(0, n_i - f - 1 - b) honest ones to arrive.
+  std::optional<std::vector<NodeId>> quorum(const std::vector<NodeId>& in, const Inbox& box) const {
+    std::vector<NodeId> used;
+    for (NodeId j : in)
+      if (attack_ && attack_->is_attacker(j)) {
+        if (!box.got.count(j)) return std::nullopt;
+        used.push_back(j);
+      }
+    const auto byzantine = static_cast<int>(used.size());
+    const int needed = std::max(0, static_cast<int>(in.size()) - settings_.f - byzantine);
+    int honest = 0;
+    for (auto it = box.order.begin(); it != box.order.end() && honest < needed; ++it)
+      if (!attack_ || !attack_->is_attacker(*it)) used.push_back(*it), ++honest;
+    if (honest < needed) return std::nullopt;
+    std::sort(used.begin(), used.end());
+    return used;
   }
 
   // The attackers' entries become what they send. Attacks run uncompressed (make_dpsgd), so the
@@ -355,7 +403,7 @@ class DpsgdNode final : public Node {
   Vector momentum_;                         // MoNNA's m_i; empty until the first step
   int round_ = 1, step_ = 0;
   double loss_ = 0.0;
-  std::map<std::pair<int, int>, std::map<NodeId, std::shared_ptr<const Payload>>> inbox_;
+  std::map<std::pair<int, int>, Inbox> inbox_;
 };
 
 void read_robustness(Section& protocol, const ProtocolParts& parts, DpsgdSettings& settings) {
@@ -363,6 +411,9 @@ void read_robustness(Section& protocol, const ProtocolParts& parts, DpsgdSetting
   const auto kind = protocol.get_choice("aggregation", "mix", {"mix", "robust", "nna"});
   settings.aggregation = kind == "mix" ? Aggregation::kMix : kind == "robust" ? Aggregation::kRobust : Aggregation::kNna;
   if (settings.aggregation == Aggregation::kNna) settings.f = static_cast<int>(protocol.get_int("f", 0, 0));
+  settings.wait_for_all = protocol.get_choice("wait_for", "all", {"all", "n_minus_f"}) == "all";
+  if (!settings.wait_for_all && settings.aggregation != Aggregation::kNna)
+    protocol.fail("wait_for", "n_minus_f is MoNNA's mode (card 6.1): it needs aggregation: nna, whose f it leaves out");
   settings.momentum = protocol.get_double("momentum", 0.0, 0.0, 1.0);
   if (settings.momentum >= 1.0) protocol.fail("momentum", "must be in [0, 1): with 1 the gradient never enters");
   const Section& aggregator = *parts.aggregator_section;
@@ -404,11 +455,17 @@ NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts) {
                                                  parts.seed, parts.attack ? parts.attack->attackers() : std::vector<NodeId>{});
   const Graph base = parts.topology->build(n, parts.seed);
   if (!base.connected()) throw ConfigError("topology.kind", "the graph is not connected: gossip cannot reach consensus");
+  if (!settings.wait_for_all && (merge || parts.topology->time_varying()))
+    protocol.fail("wait_for", "n_minus_f needs a fixed quorum n_i - f per node: a static topology and no merge schedule");
   if (settings.aggregation == DpsgdSettings::Aggregation::kNna && !merge && !parts.topology->time_varying())
-    for (const auto& in : graphs->at(1).graph.neighbours)
+    for (const auto& in : graphs->at(1).graph.neighbours) {
       if (static_cast<std::size_t>(settings.f) > in.size())
         protocol.fail("f", std::to_string(settings.f) + " leaves no model to average at a node with " +
                                std::to_string(in.size()) + " neighbours (q = neighbours + 1 - f)");
+      if (!settings.wait_for_all && static_cast<std::size_t>(2 * settings.f) > in.size())
+        protocol.fail("f", std::to_string(settings.f) + " with wait_for: n_minus_f leaves no model to average at a node with " +
+                               std::to_string(in.size()) + " neighbours (it hears n_i - f and averages n_i - 2f, n_i = neighbours + 1)");
+    }
   if (!merge) observer->set_constant("spectral_gap", spectral_gap(graphs->at(1).w));
   // Public copies start equal everywhere: at the shared initial model, or, when every node draws its
   // own, at zero (the paper's choice; a node cannot know its neighbours' models before they send).

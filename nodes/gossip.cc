@@ -7,7 +7,15 @@
 // inputs never change under it. Slow nodes train less often; slow links deliver later.
 // "Rounds" are periods of virtual time: at the end of each, every node reports its current model
 // to the round observer.
+//
+// Attacks (`attack:`): the attackers train and merge like honest nodes, but what they push to an
+// honest node is corrupted at the sender: sign_flip -scale x, scaled scale x, gaussian noise, ALIE
+// and IPM computed from what an attacker sees without any omniscience, the latest model each
+// honest in-neighbour pushed to it (its own model before any arrived). To each other they push
+// their honest models, so their own models stay those of honest training. The age in the header
+// stays honest.
 #include <deque>
+#include <map>
 
 #include "learning/training.h"
 #include "learning/variance_correction.h"
@@ -32,12 +40,14 @@ constexpr int kWakeTag = 0;  // timer tags > 0 are the observer's round ends
 class GossipNode final : public Node {
  public:
   GossipNode(const LearningTask& task, NodeId id, const GossipSettings& settings, Vector initial,
-             std::shared_ptr<const Graph> graph, std::shared_ptr<RoundObserver> observer, std::unique_ptr<Compressor> codec)
+             std::shared_ptr<const Graph> graph, std::shared_ptr<RoundObserver> observer, std::unique_ptr<Compressor> codec,
+             std::shared_ptr<const Attack> attack)
       : task_(task), id_(id), settings_(settings), x_(std::move(initial)), graph_(std::move(graph)),
         out_(graph_->out_neighbours()[static_cast<std::size_t>(id)]), observer_(std::move(observer)),
-        codec_(std::move(codec)) {}
+        codec_(std::move(codec)), attack_(attack && attack->is_attacker(id) ? std::move(attack) : nullptr) {}
 
   void on_start(Context& ctx) override {
+    if (attack_) ctx.metrics().metric(0, ctx.now(), id_, "byzantine", 1.0);
     schedule_wake(ctx);
     ctx.set_timer(settings_.round_length, 1);
   }
@@ -82,7 +92,8 @@ class GossipNode final : public Node {
     m.round = static_cast<std::int32_t>(ctx.now() / settings_.round_length) + 1;
     m.num_samples = age_;  // the model's age travels in the header
     m.receiver = out_[ctx.rng(Purpose::kSampling).below(out_.size())];
-    m.set_payload(codec_->encode(x_, ctx.rng(Purpose::kCompression)));
+    m.set_payload(codec_->encode(attack_ && !attack_->is_attacker(m.receiver) ? forged() : x_,
+                                 ctx.rng(Purpose::kCompression)));
     ctx.send(std::move(m));
   }
 
@@ -90,6 +101,7 @@ class GossipNode final : public Node {
     if (m.kind != MessageKind::kGossip)
       throw Error("gossip node " + std::to_string(id_) + ": unexpected " + to_string(m.kind) + " message");
     Vector received = codec_->decode(m.payload_bytes(), x_.size());
+    if (attack_ && attack_->omniscient() && !attack_->is_attacker(m.sender)) heard_.insert_or_assign(m.sender, received);
     if (training_) waiting_.emplace_back(std::move(received), m.num_samples);
     else merge(received, m.num_samples);
   }
@@ -97,6 +109,15 @@ class GossipNode final : public Node {
  private:
   void schedule_wake(Context& ctx) {
     ctx.set_timer(from_seconds(ctx.rng(Purpose::kSampling).exponential(settings_.wake_rate)), kWakeTag);
+  }
+
+  // What this attacker pushes to an honest node instead of x_ (its `pushes_`-th push).
+  Vector forged() {
+    Vector sent = x_;
+    Attack::Updates updates{{id_, &sent}};
+    for (auto& [sender, model] : heard_) updates.emplace_back(sender, &model);  // read only
+    attack_->corrupt(pushes_++, updates);
+    return sent;
   }
 
   void merge(const Vector& other, std::int64_t other_age) {
@@ -119,6 +140,9 @@ class GossipNode final : public Node {
   std::vector<NodeId> out_;
   std::shared_ptr<RoundObserver> observer_;
   std::unique_ptr<Compressor> codec_;
+  std::shared_ptr<const Attack> attack_;  // set on attackers only
+  std::map<NodeId, Vector> heard_;        // attacker: the latest model of each honest in-neighbour
+  std::uint64_t pushes_ = 0;
   bool training_ = false;
   std::int64_t age_ = 0;
   double loss_ = 0.0, job_loss_ = 0.0;
@@ -141,13 +165,14 @@ NodeSet make_gossip(Section& protocol, ProtocolParts& parts) {
     throw ConfigError("topology.kind", "gossip runs on a static graph; time-varying topologies need dpsgd");
   auto graph = std::make_shared<const Graph>(parts.topology->build(n, parts.seed));
   if (!graph->connected()) throw ConfigError("topology.kind", "the graph is not connected: gossip cannot reach consensus");
-  auto observer = std::make_shared<RoundObserver>(*parts.task, n, parts.rounds, parts.eval_every, parts.eval_nodes, parts.seed);
+  auto observer = std::make_shared<RoundObserver>(*parts.task, n, parts.rounds, parts.eval_every, parts.eval_nodes, parts.seed,
+                                                 parts.attack ? parts.attack->attackers() : std::vector<NodeId>{});
   NodeSet set;
   for (NodeId i = 0; i < n; ++i) {
     Rng init(parts.seed, i, Purpose::kModelInit);
     set.nodes.push_back(std::make_unique<GossipNode>(*parts.task, i, settings,
                                                      independent_init ? parts.task->model->init(init) : parts.initial_model,
-                                                     graph, observer, parts.uplink->clone()));
+                                                     graph, observer, parts.uplink->clone(), parts.attack));
   }
   return set;
 }

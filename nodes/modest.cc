@@ -14,6 +14,12 @@
 // aggregator crashed) starts the next round itself. Views (the last round each
 // node was seen active) travel with every model and merge by maximum; nodes silent for
 // inactivity_threshold rounds leave the order. Every control message costs its header.
+//
+// Attacks (`attack:`): Byzantine nodes attack as trainers. They train honestly, and an aggregator
+// replaces their trained models by what they send just before it averages (as FedAvg's server
+// does): sign_flip -scale x, scaled scale x, gaussian noise, ALIE and IPM from the honest models of
+// that aggregation. As aggregators and in the sampling protocol they behave honestly (MoDeST has no
+// defence against a Byzantine aggregator: it alone picks the next model).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -76,6 +82,7 @@ struct ModestSettings {
 // knowledge), and the probe that records each round's aggregate once.
 struct ModestWorld {
   const LearningTask* task = nullptr;
+  std::shared_ptr<const Attack> attack;  // null: every node is honest
   ModestSettings settings;
   std::uint64_t seed = 0;
   int nodes = 0;
@@ -120,6 +127,7 @@ class ModestNode final : public Node {
   }
 
   void on_start(Context& ctx) override {
+    if (world_->attack && world_->attack->is_attacker(id_)) ctx.metrics().metric(0, ctx.now(), id_, "byzantine", 1.0);
     if (world_->joins[static_cast<std::size_t>(id_)]) after(ctx, s_.join_at, [this](Context& c) { announce(c, true); });
     if (world_->leaves[static_cast<std::size_t>(id_)])  // announce just before going
       after(ctx, std::max<SimTime>(s_.leave_at - 1, 0), [this](Context& c) { announce(c, false); });
@@ -386,7 +394,8 @@ class ModestNode final : public Node {
   static constexpr int kMaxRestarts = 10;
   struct Aggregation {
     std::map<NodeId, Vector> models;
-    double loss_sum = 0.0;
+    double loss_sum = 0.0;  // of the honest trainers
+    int honest = 0;
     bool done = false;
     int restarts = 0;
   };
@@ -405,7 +414,10 @@ class ModestNode final : public Node {
     Aggregation& a = aggregations_[m.round];
     if (a.done || a.models.count(m.sender)) return;  // late or duplicate
     a.models.emplace(m.sender, codec_->decode(model_bytes(m), x_.size()));
-    a.loss_sum += m.loss;
+    if (!world_->attack || !world_->attack->is_attacker(m.sender)) {  // a Byzantine loss is not the model's
+      a.loss_sum += m.loss;
+      ++a.honest;
+    }
     const int round = m.round;
     if (a.models.size() == 1) arm_timeout(ctx, round);
     if (static_cast<double>(a.models.size()) >= std::floor(s_.success_fraction * s_.sample)) aggregate(ctx, round);
@@ -454,10 +466,15 @@ class ModestNode final : public Node {
   void aggregate(Context& ctx, int round) {
     Aggregation& a = aggregations_[round];
     a.done = true;
+    if (world_->attack) {
+      Attack::Updates updates;
+      for (auto& [sender, model] : a.models) updates.emplace_back(sender, &model);
+      world_->attack->corrupt(static_cast<std::uint64_t>(round), updates);
+    }
     Vector sum = Vector::Zero(x_.size());
     for (const auto& [sender, model] : a.models) sum += model;  // ascending sender
     const Vector average = sum / static_cast<float>(a.models.size());
-    world_->record(ctx, round, average, static_cast<int>(a.models.size()), a.loss_sum / a.models.size());
+    world_->record(ctx, round, average, static_cast<int>(a.models.size()), a.honest > 0 ? a.loss_sum / a.honest : 0.0);
     while (!aggregations_.empty() && aggregations_.begin()->first < round - 2) aggregations_.erase(aggregations_.begin());
     if (round >= s_.rounds) return;
     x_ = average;
@@ -507,6 +524,7 @@ NodeSet make_modest(Section& protocol, ProtocolParts& parts) {
   s.leave_fraction = leave.get_double("fraction", 0.0, 0.0, 1.0);
   s.leave_at = from_seconds(leave.get_double("at_seconds", 0.0, 0.0));
   world->task = parts.task;
+  world->attack = parts.attack;
   world->seed = parts.seed;
   world->nodes = n;
   world->crashes.assign(static_cast<std::size_t>(n), false);

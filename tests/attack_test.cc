@@ -133,7 +133,7 @@ TEST(AttackConfig, BadSettingsNameTheKey) {
   expect_config_error({"attack.kind=flip"}, "attack.kind");
   expect_config_error({"attack.kind=sign_flip", "attack.std=2"}, "attack.std");  // gaussian's key
   expect_config_error({"attack.kind=alie", "attack.z=-1"}, "attack.z");
-  expect_config_error({"attack.kind=ipm", "protocol.kind=gossip", "topology.kind=ring"}, "attack.kind");
+  expect_config_error({"attack.kind=ipm", "protocol.kind=scaffold"}, "attack.kind");
   expect_config_error({"attack.scale=2"}, "attack.scale");  // kind none reads only the fraction
 }
 
