@@ -173,7 +173,8 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   const auto protocol_kind = protocol.get<std::string>("kind", "fedavg");
   protocol_registry().require(protocol_kind, protocol.path("kind"));  // fail before loading data
   const bool server_based = protocol_kind == "fedavg" || protocol_kind == "fedbuff" || protocol_kind == "fedasync" ||
-                            protocol_kind == "fedfix" || protocol_kind == "afa" || protocol_kind == "scaffold";
+                            protocol_kind == "fedfix" || protocol_kind == "afa" || protocol_kind == "scaffold" ||
+                            protocol_kind == "scallion" || protocol_kind == "scafcom";
   // FedProx's anchor is the global model a client started from: only server-based clients have one.
   if (task->prox_mu != 0.0f && !server_based)
     train.fail("prox_mu", "the proximal term pulls towards the server's model; " + protocol_kind + " has none");
@@ -209,14 +210,18 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   if (const auto fb = downlink.get<std::string>("feedback", "none"); fb == "ef21" || fb == "econtrol")
     downlink.fail("feedback", "\"" + fb + "\" needs every receiver to get every message; downlink takes none or ef");
   parts.compressor_section = &uplink;
-  // SCAFFOLD sends [model; control] as one 2d vector: only element-wise encodings fit it.
-  if (protocol_kind == "scaffold")
-    for (Section* s : {&uplink, &downlink}) {
-      const auto kind = s->get<std::string>("kind", "none");
-      if (kind != "none" && kind != "fp16" && kind != "bf16")
-        s->fail("kind", "scaffold sends [model; control] in one payload and takes none, fp16 or bf16, not \"" + kind + "\"");
-      if (s->get<std::string>("feedback", "none") != "none") s->fail("feedback", "scaffold takes no feedback");
-    }
+  // The control-variate protocols send [x; c] down as one 2d vector: only element-wise encodings
+  // fit it. Up, scaffold compresses y - x and c_i+ - c_i with any codec (each vector its own
+  // compressor state); scallion and scafcom send one vector whose control variate already does
+  // error feedback's work, and check the codec's bias when they are built (nodes/fedavg.cc).
+  if (protocol_kind == "scaffold" || protocol_kind == "scallion" || protocol_kind == "scafcom") {
+    const auto kind = downlink.get<std::string>("kind", "none");
+    if (kind != "none" && kind != "fp16" && kind != "bf16")
+      downlink.fail("kind", protocol_kind + " sends [model; control] down in one payload and takes none, fp16 or bf16, not \"" + kind + "\"");
+    if (downlink.get<std::string>("feedback", "none") != "none") downlink.fail("feedback", protocol_kind + " takes no downlink feedback");
+    if (protocol_kind != "scaffold" && uplink.get<std::string>("feedback", "none") != "none")
+      uplink.fail("feedback", protocol_kind + "'s control variates already feed back what compression leaves out; set compressor.feedback: none");
+  }
   if (!server_based && protocol_kind != "dpsgd") {  // dpsgd compresses gossip the CHOCO way (nodes/dpsgd.cc)
     const auto kind = uplink.get<std::string>("kind", "none");
     if (protocol_kind == "zo_shared" && kind != "none")

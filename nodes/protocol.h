@@ -62,6 +62,10 @@ ProtocolRegistry& protocol_registry();
 NodeSet make_fedavg(Section& protocol, ProtocolParts& parts);
 // SCAFFOLD: FedAvg's rounds with control variates (models and controls travel together).
 NodeSet make_scaffold(Section& protocol, ProtocolParts& parts);
+// SCALLION / SCAFCOM (card 7.8): SCAFFOLD whose clients send one vector, compressed without bias
+// (scallion, protocol.alpha) or contractively with local momentum (scafcom, protocol.alpha, .beta).
+NodeSet make_scallion(Section& protocol, ProtocolParts& parts);
+NodeSet make_scafcom(Section& protocol, ProtocolParts& parts);
 // D-PSGD: node c holds client c's partition; rounds of local training, then gossip with W.
 NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts);
 // Asynchronous gossip learning: Poisson wake-ups, train, push to a random neighbour, merge.
