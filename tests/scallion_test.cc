@@ -87,6 +87,48 @@ TEST(ScallionMath, MessageAndDisplacementAreSimplifiedScaffold) {
   EXPECT_EQ(local_batches(0, 16, 2, 5), 0);
 }
 
+// The variance bound each unbiased codec reports (SCALLION's default alpha = 1 / (1 + omega)),
+// against Monte Carlo: the mean of C(v) is v and E||C(v) - v||^2 <= omega ||v||^2 (rand-k: =).
+TEST(ScallionMath, UnbiasedVarianceBoundsHold) {
+  const std::int64_t d = 96;
+  Rng data(2, 0, Purpose::kModelInit), rng(3, 0, Purpose::kCompression);
+  const Vector v = random_vector(data, d);
+  struct Case {
+    std::string yaml;
+    double low;  // the measured ratio must reach low * omega (random_projection: the d of n padded
+                 // coordinates keep about d/n of the error, here 0.75)
+  };
+  for (const Case& c : {Case{"{kind: randk, k: 12}", 0.85}, Case{"{kind: qsgd, levels: 2, bucket: 32}", 0.0},
+                        Case{"{kind: random_projection, k: 16}", 0.6}, Case{"{kind: none}", 0.0}}) {
+    YAML::Node doc(YAML::NodeType::Map);
+    doc["compressor"] = YAML::Load(c.yaml);
+    Section root(doc);
+    Section section = root.child("compressor");
+    auto codec = make_compressor(section);
+    const auto omega = codec->unbiased_variance(d);
+    ASSERT_TRUE(omega.has_value()) << c.yaml;
+    constexpr int kTrials = 2000;
+    Vector sum = Vector::Zero(d);
+    double err = 0.0;
+    for (int t = 0; t < kTrials; ++t) {
+      const Vector out = codec->decode(codec->encode(v, rng), d);
+      sum += out;
+      err += (out - v).squaredNorm();
+    }
+    const double ratio = err / kTrials / v.squaredNorm();
+    EXPECT_LE(ratio, *omega * 1.1 + 1e-9) << c.yaml << " omega " << *omega;
+    EXPECT_GE(ratio, *omega * c.low) << c.yaml << " omega " << *omega;
+    EXPECT_LT((sum / kTrials - v).norm(), 0.1 * v.norm() * std::sqrt(*omega + 1e-3)) << c.yaml;
+  }
+  for (const std::string biased : {"{kind: topk}", "{kind: sign}", "{kind: randk, unbiased: false}"}) {
+    YAML::Node doc(YAML::NodeType::Map);
+    doc["compressor"] = YAML::Load(biased);
+    Section root(doc);
+    Section section = root.child("compressor");
+    EXPECT_FALSE(make_compressor(section)->unbiased_variance(d).has_value()) << biased;
+  }
+}
+
 TEST(ScallionMath, PackPairRoundTripsAndRejectsBadLengths) {
   const Payload a{1, 2, 3}, b{9};
   const Payload p = pack_pair(a, b);
