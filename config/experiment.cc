@@ -217,10 +217,13 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   if (protocol_kind == "scaffold" || protocol_kind == "scallion" || protocol_kind == "scafcom") {
     const auto kind = downlink.get<std::string>("kind", "none");
     if (kind != "none" && kind != "fp16" && kind != "bf16")
-      downlink.fail("kind", protocol_kind + " sends [model; control] down in one payload and takes none, fp16 or bf16, not \"" + kind + "\"");
-    if (downlink.get<std::string>("feedback", "none") != "none") downlink.fail("feedback", protocol_kind + " takes no downlink feedback");
+      downlink.fail("kind", protocol_kind + " sends [model; control] down in one payload and takes none, fp16 or bf16, not \"" +
+                                kind + "\"");
+    if (downlink.get<std::string>("feedback", "none") != "none")
+      downlink.fail("feedback", protocol_kind + " takes no downlink feedback");
     if (protocol_kind != "scaffold" && uplink.get<std::string>("feedback", "none") != "none")
-      uplink.fail("feedback", protocol_kind + "'s control variates already feed back what compression leaves out; set compressor.feedback: none");
+      uplink.fail("feedback", protocol_kind +
+                                  "'s control variates already feed back what compression leaves out; set compressor.feedback: none");
   }
   if (!server_based && protocol_kind != "dpsgd") {  // dpsgd compresses gossip the CHOCO way (nodes/dpsgd.cc)
     const auto kind = uplink.get<std::string>("kind", "none");

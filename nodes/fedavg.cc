@@ -23,7 +23,7 @@ class FedAvgServer final : public Node, public HoldsControl {
         // An attack replaces decoded updates, so each one is decoded.
         sum_encodings_(uplink_decoder_->linear() && aggregator_->is_weighted_mean() && !attack_ && !controls_),
         clients_(static_cast<int>(parts.task->partition.size())) {
-    if (controls_) control_ = Vector::Zero(model_.size()), control_sum_ = Vector::Zero(model_.size());
+    if (controls_) control_ = Vector::Zero(model_.size());
   }
 
   const Vector& control() const override { return control_; }
@@ -48,15 +48,14 @@ class FedAvgServer final : public Node, public HoldsControl {
       case Controls::kScaffold: {  // C(dy) goes through the aggregator as FedAvg's update, C(dc) is summed
         const auto [dy, dc] = unpack_pair(m.payload_bytes(), "scaffold update");
         u.update = uplink_decoder_->receive(m.sender, dy, d);
-        control_sum_ += control_decoder_->receive(m.sender, dc, d);
+        u.control = control_decoder_->receive(m.sender, dc, d);
         break;
       }
       case Controls::kScallion:
       case Controls::kScafcom: {  // delta is summed for c and stands for the displacement -K lr (c + delta)
-        const Vector delta = uplink_decoder_->receive(m.sender, m.payload_bytes(), d);
-        control_sum_ += delta;
+        u.control = uplink_decoder_->receive(m.sender, m.payload_bytes(), d);
         u.update = control_displacement(
-            control_, delta, local_batches(m.num_samples, task_.batch_size, task_.local_epochs, work_.steps),
+            control_, u.control, local_batches(m.num_samples, task_.batch_size, task_.local_epochs, work_.steps),
             task_.optimizer->lr());
         break;
       }
@@ -69,6 +68,7 @@ class FedAvgServer final : public Node, public HoldsControl {
  private:
   struct Received {
     Vector update;
+    Vector control;  // control variates: the client's dc (scaffold) or delta (scallion, scafcom), decoded
     std::shared_ptr<const Payload> encoded;  // kept instead of `update` when encodings are summed
     std::int64_t samples = 0;
     float loss = 0.0f;
@@ -107,10 +107,11 @@ class FedAvgServer final : public Node, public HoldsControl {
     if (attack_) attack_->corrupt(round_, decoded);
     optimizer_->apply(model_, sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
                                              : aggregator_->combine(contributions));
-    if (controls_) {  // c += (alpha/N) sum_S dc: what keeps c the mean of all N clients' c_i
-      if (work_.alpha != 1.0) control_sum_ *= static_cast<float>(work_.alpha);
-      control_ += control_sum_ / static_cast<float>(clients_);
-      control_sum_.setZero();
+    if (controls_) {  // c += (alpha/N) sum_S dc, summed in sender order: what keeps c the mean of all N c_i
+      Vector sum = Vector::Zero(model_.size());
+      for (const auto& [sender, u] : updates_) sum += u.control;
+      if (work_.alpha != 1.0) sum *= static_cast<float>(work_.alpha);
+      control_ += sum / static_cast<float>(clients_);
     }
     updates_.clear();
     auto& sink = ctx.metrics();
@@ -132,7 +133,7 @@ class FedAvgServer final : public Node, public HoldsControl {
   bool controls_;
   int rounds_, eval_every_;
   Vector model_;
-  Vector control_, control_sum_;  // control variates: global c, and this round's sum of the clients' dc or delta
+  Vector control_;  // control variates: the global c
   std::unique_ptr<ClientSampler> sampler_;
   std::unique_ptr<Aggregator> aggregator_;
   std::unique_ptr<ServerOptimizer> optimizer_;

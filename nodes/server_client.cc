@@ -34,7 +34,9 @@ class ServerClient final : public Node, public HoldsControl {
     const int epochs = steps > 0 ? 1 << 30 : task_.local_epochs;
     ctx.compute(samples,
                 [this, &indices, epochs, steps, model = m.payload, &shuffle = ctx.rng(Purpose::kDataShuffle),
-                 &compression = ctx.rng(Purpose::kCompression)] { train_and_encode(*model, indices, epochs, steps, shuffle, compression); },
+                 &compression = ctx.rng(Purpose::kCompression)] {
+                  train_and_encode(*model, indices, epochs, steps, shuffle, compression);
+                },
                 round_);
   }
 
@@ -154,7 +156,8 @@ Payload pack_pair(const Payload& a, const Payload& b) {
 }
 
 std::pair<Payload, Payload> unpack_pair(const Payload& p, const char* who) {
-  if (p.size() < 4) throw Error(std::string(who) + ": a payload pair needs a 4-byte length, got " + std::to_string(p.size()) + " bytes");
+  if (p.size() < 4)
+    throw Error(std::string(who) + ": a payload pair needs a 4-byte length, got " + std::to_string(p.size()) + " bytes");
   std::uint32_t n = 0;
   for (int i = 0; i < 4; ++i) n |= static_cast<std::uint32_t>(p[static_cast<std::size_t>(i)]) << (8 * i);
   if (n > p.size() - 4)

@@ -151,7 +151,8 @@ TEST(Scallion, NoCompressionAlphaOneIsScaffold) {
     const auto a = values(scallion, name), b = values(scaffold, name);
     ASSERT_EQ(a.size(), 6u) << name;
     ASSERT_EQ(b.size(), 6u) << name;
-    for (std::size_t r = 0; r < a.size(); ++r) EXPECT_NEAR(a[r], b[r], 1e-5 * std::abs(b[r]) + 1e-7) << name << " " << r;
+    for (std::size_t r = 0; r < a.size(); ++r)
+      EXPECT_NEAR(a[r], b[r], 1e-5 * std::abs(b[r]) + 1e-7) << name << " " << r;
   }
   // Not vacuous: FedAvg differs once the controls act (round 2 on).
   EXPECT_GT(std::abs(values(fedavg, "test_loss")[5] - values(scaffold, "test_loss")[5]), 1e-4);
@@ -272,7 +273,8 @@ TEST(Scallion, ConfigErrorsNameTheKey) {
   expect_config_error({"protocol.kind=scafcom", "compressor.kind=topk", "compressor.feedback=ef21"},
                       "compressor.feedback", "control variates");
   expect_config_error({"downlink_compressor.kind=topk"}, "downlink_compressor.kind", "none, fp16 or bf16");
-  expect_config_error({"protocol.kind=scaffold", "downlink_compressor.kind=qsgd"}, "downlink_compressor.kind", "none, fp16 or bf16");
+  expect_config_error({"protocol.kind=scaffold", "downlink_compressor.kind=qsgd"}, "downlink_compressor.kind",
+                      "none, fp16 or bf16");
   expect_config_error({"protocol.alpha=0"}, "protocol.alpha", "");
   expect_config_error({"protocol.alpha=1.5"}, "protocol.alpha", "");
   expect_config_error({"protocol.kind=scafcom", "protocol.beta=0"}, "protocol.beta", "");
