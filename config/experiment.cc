@@ -262,6 +262,8 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   task->model = plan->model.get();
   parts.task = task.get();
   parts.uplink = make_compressor(uplink, plan->model->tensors());
+  parts.uplink_operator =
+      compressor_registry().create(uplink.get<std::string>("kind", "none"), uplink.path("kind"), uplink, plan->model->tensors());
   parts.downlink = make_compressor(downlink, plan->model->tensors());
   Rng init_rng(plan->seed, kNoNode, Purpose::kModelInit);
   parts.initial_model = plan->model->init(init_rng);

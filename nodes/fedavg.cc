@@ -19,7 +19,8 @@ class FedAvgServer final : public Node, public HoldsControl {
         sampler_(std::move(parts.sampler)), aggregator_(std::move(parts.aggregator)),
         optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
         uplink_decoder_(parts.uplink->clone()),
-        control_decoder_(work.controls == Controls::kScaffold ? parts.uplink->clone() : nullptr), attack_(parts.attack),
+        control_decoder_(work.controls == Controls::kScaffold ? parts.uplink_operator->clone() : nullptr),
+        attack_(parts.attack),
         // An attack replaces decoded updates, so each one is decoded.
         sum_encodings_(uplink_decoder_->linear() && aggregator_->is_weighted_mean() && !attack_ && !controls_),
         clients_(static_cast<int>(parts.task->partition.size())) {
@@ -138,7 +139,7 @@ class FedAvgServer final : public Node, public HoldsControl {
   std::unique_ptr<Aggregator> aggregator_;
   std::unique_ptr<ServerOptimizer> optimizer_;
   std::unique_ptr<Compressor> downlink_, uplink_decoder_;
-  std::unique_ptr<Compressor> control_decoder_;  // SCAFFOLD: the receiver of the dc stream (its own feedback state)
+  std::unique_ptr<Compressor> control_decoder_;  // SCAFFOLD: the receiver of the dc stream (bare operator)
   std::shared_ptr<const Attack> attack_;
   bool sum_encodings_;  // linear uplink (sketches) + mean: average the encodings, decode once (FetchSGD)
   int clients_;

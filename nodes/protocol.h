@@ -45,6 +45,9 @@ struct ProtocolParts {
   Section* aggregator_section = nullptr;  // for protocols that need one aggregator per node (dpsgd)
   std::unique_ptr<ServerOptimizer> server_optimizer;
   std::unique_ptr<Compressor> uplink;    // prototypes, cloned per node
+  // The uplink operator without its feedback wrapper: scaffold's control stream, whose deltas are
+  // taken against what the server already has and so carry their own error feedback.
+  std::unique_ptr<Compressor> uplink_operator;
   Section* compressor_section = nullptr;  // uplink's section, for protocols that read more of it (dpsgd)
   std::unique_ptr<Compressor> downlink;
   std::shared_ptr<const Attack> attack;  // null: every client is honest

@@ -10,11 +10,13 @@ namespace {
 
 class ServerClient final : public Node, public HoldsControl {
  public:
+  // `control_uplink`: scaffold's compressor for c_i+ - c_i (the uplink operator without feedback).
   ServerClient(const LearningTask& task, int client, const LocalWork& work, std::unique_ptr<Compressor> uplink,
-               std::unique_ptr<Compressor> downlink)
+               std::unique_ptr<Compressor> downlink, std::unique_ptr<Compressor> control_uplink)
       : task_(task), client_(client), work_(work), uplink_(std::move(uplink)), downlink_(std::move(downlink)),
-        control_uplink_(work.controls == Controls::kScaffold ? uplink_->clone() : nullptr),
-        control_view_(work.controls != Controls::kNone ? uplink_->clone() : nullptr) {}
+        control_uplink_(std::move(control_uplink)),
+        control_view_(control_uplink_ ? control_uplink_->clone()
+                      : work.controls != Controls::kNone ? uplink_->clone() : nullptr) {}
 
   const Vector& control() const override { return control_i_; }
 
@@ -66,9 +68,11 @@ class ServerClient final : public Node, public HoldsControl {
         update_ = uplink_->encode(params, compression);
         return;
       case Controls::kScaffold: {
-        // Two vectors, each through its own compressor (its own feedback state): C(y - x), C(c_i+ - c_i).
-        // c_i then moves by what the server makes of the second (c_i+ itself when uncompressed),
-        // as the server's c does, so c stays the mean of the c_i under any codec.
+        // Two vectors, each through its own compressor: C(y - x) with the configured feedback, and
+        // C(c_i+ - c_i) with the bare operator. c_i then moves by what the server decodes (c_i+
+        // itself when uncompressed), as the server's c does, so c stays the mean of the c_i, and
+        // the next c_i+ - c_i re-sends whatever this one left out: error feedback on that stream
+        // would count it twice (measured: runs collapse).
         Vector dc = stats_.batches > 0 ? Vector(scaffold_client_control(control_i_, control, global, params,
                                                                         stats_.batches, optimizer->lr()) -
                                                 control_i_)
@@ -194,8 +198,9 @@ NodeSet make_star_clients(const std::string& protocol, ProtocolParts& parts, con
   NodeSet set;
   set.nodes.push_back(nullptr);
   for (int c = 0; c < clients; ++c)
-    set.nodes.push_back(
-        std::make_unique<ServerClient>(*parts.task, c, work, parts.uplink->clone(), parts.downlink->clone()));
+    set.nodes.push_back(std::make_unique<ServerClient>(
+        *parts.task, c, work, parts.uplink->clone(), parts.downlink->clone(),
+        work.controls == Controls::kScaffold ? parts.uplink_operator->clone() : nullptr));
   return set;
 }
 
