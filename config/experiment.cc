@@ -174,10 +174,12 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   protocol_registry().require(protocol_kind, protocol.path("kind"));  // fail before loading data
   const bool server_based = protocol_kind == "fedavg" || protocol_kind == "fedbuff" || protocol_kind == "fedasync" ||
                             protocol_kind == "fedfix" || protocol_kind == "afa" || protocol_kind == "scaffold" ||
-                            protocol_kind == "scallion" || protocol_kind == "scafcom";
+                            protocol_kind == "scallion" || protocol_kind == "scafcom" || protocol_kind == "fedamd";
   // FedProx's anchor is the global model a client started from: only server-based clients have one.
   if (task->prox_mu != 0.0f && !server_based)
     train.fail("prox_mu", "the proximal term pulls towards the server's model; " + protocol_kind + " has none");
+  if (task->prox_mu != 0.0f && protocol_kind == "fedamd")
+    train.fail("prox_mu", "fedamd's miners step along the variance-reduced direction v; it has no proximal term");
   Section attack_section = root.child("attack");
   const AttackParams attack = read_attack(attack_section);
   if (attack.kind != AttackKind::kNone && protocol_kind != "fedavg" && protocol_kind != "dpsgd")
@@ -211,8 +213,8 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
     downlink.fail("feedback", "\"" + fb + "\" needs every receiver to get every message; downlink takes none or ef");
   parts.compressor_section = &uplink;
   // The control-variate protocols send [x; c] down as one 2d vector: only element-wise encodings
-  // fit it. Up, scaffold compresses y - x and c_i+ - c_i with any codec (each vector its own
-  // compressor state); scallion and scafcom send one vector whose control variate already does
+  // fit it. Up, scaffold compresses y - x and c_i+ - c_i with any codec (feedback on y - x only,
+  // nodes/server_client.cc); scallion and scafcom send one vector whose control variate already does
   // error feedback's work, and check the codec's bias when they are built (nodes/fedavg.cc).
   if (protocol_kind == "scaffold" || protocol_kind == "scallion" || protocol_kind == "scafcom") {
     const auto kind = downlink.get<std::string>("kind", "none");
@@ -225,6 +227,16 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
       uplink.fail("feedback", protocol_kind +
                                   "'s control variates already feed back what compression leaves out; set compressor.feedback: none");
   }
+  // FedAMD sends [model; v_glob] to miners, and its clients send gradients or model updates
+  // through the same codec: only element-wise encodings fit.
+  if (protocol_kind == "fedamd")
+    for (Section* s : {&uplink, &downlink}) {
+      const auto kind = s->get<std::string>("kind", "none");
+      const std::string what = "fedamd sends [model; v_glob] in one payload and gradients and updates alike";
+      if (kind != "none" && kind != "fp16" && kind != "bf16")
+        s->fail("kind", what + " and takes none, fp16 or bf16, not \"" + kind + "\"");
+      if (s->get<std::string>("feedback", "none") != "none") s->fail("feedback", protocol_kind + " takes no feedback");
+    }
   if (!server_based && protocol_kind != "dpsgd") {  // dpsgd compresses gossip the CHOCO way (nodes/dpsgd.cc)
     const auto kind = uplink.get<std::string>("kind", "none");
     if (protocol_kind == "zo_shared" && kind != "none")

@@ -115,15 +115,8 @@ class FedAvgServer final : public Node, public HoldsControl {
       control_ += sum / static_cast<float>(clients_);
     }
     updates_.clear();
-    auto& sink = ctx.metrics();
-    const SimTime t = ctx.now();
-    sink.metric(round_, t, kNoNode, "participants", static_cast<double>(contributions.size()));
-    sink.metric(round_, t, kNoNode, "train_loss", samples > 0 ? loss_sum / samples : 0.0);
-    if (round_ % eval_every_ == 0 || round_ == rounds_) {
-      const auto eval = evaluate(*task_.model, model_, *task_.test);
-      sink.metric(round_, t, kNoNode, "test_accuracy", eval.accuracy);
-      sink.metric(round_, t, kNoNode, "test_loss", eval.loss);
-    }
+    record_server_round(ctx, task_, model_, round_, rounds_, eval_every_, static_cast<double>(contributions.size()),
+                        samples > 0 ? loss_sum / samples : 0.0);
     ctx.finish_round(round_);
     if (round_ == rounds_) ctx.stop();
     else start_round(ctx, round_ + 1);

@@ -16,6 +16,8 @@ ProtocolRegistry& protocol_registry() {
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_scallion(s, parts)); });
     r.add("scafcom", "SCAFCOM: SCAFFOLD with one contractively compressed uplink vector and local momentum beta",
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_scafcom(s, parts)); });
+    r.add("fedamd", "FedAMD anchor sampling: anchors send large-batch gradients, miners take SARAH steps along their mean",
+          [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedamd(s, parts)); });
     r.add("dpsgd", "decentralized SGD: local training, then Q gossip steps with the mixing matrix W",
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_dpsgd(s, parts)); });
     r.add("gossip", "asynchronous gossip learning: Poisson wake-ups, train, push to a random neighbour, merge",

@@ -1,5 +1,5 @@
-// The client of the server-based protocols (FedAvg and the asynchronous servers): on each model
-// it trains locally as one compute job, then sends back its encoded update.
+// The client of the server-based protocols (FedAvg, SCAFFOLD, FedAMD and the asynchronous
+// servers): on each model it trains locally as one compute job, then sends back its encoded update.
 #pragma once
 #include <utility>
 
@@ -23,6 +23,11 @@ struct LocalWork {
   Controls controls = Controls::kNone;
   double alpha = 1.0;  // scallion, scafcom: c_i += alpha * (the message as the server decodes it)
   double beta = 1.0;   // scafcom: momentum weight of the newest mean gradient
+  // FedAMD (card 8.1): a kModel message carries [x; v_glob] and the client runs `steps` SARAH
+  // steps (train_sarah) and sends y - x; a kAnchor message carries x and the client sends the
+  // mean gradient at x over anchor_batch samples of its partition (0 or more than it has: all).
+  bool fedamd = false;
+  std::int64_t anchor_batch = 0;
 };
 
 // SCAFFOLD option II: the client's new control c_i+ = c_i - c + (x - y) / (K lr), from the
@@ -56,6 +61,12 @@ class HoldsControl {
 };
 // `node`'s control variate, or nullptr if it keeps none.
 const Vector* control_variate(const Node& node);
+
+// What every synchronous server records at the end of `round`, before it commits the round:
+// participants, train_loss, and (every eval_every rounds and after the last) the test_accuracy
+// and test_loss of `model`.
+void record_server_round(Context& ctx, const LearningTask& task, const Vector& model, int round, int rounds,
+                         int eval_every, double participants, double train_loss);
 
 // The client nodes of a star: entry 0 (the server) is left empty for the caller. Throws
 // ConfigError naming topology.kind unless the topology is the star with node 0 at its centre.
