@@ -66,6 +66,7 @@ class NoCompression final : public Compressor {
     out.resize(dim);
     if (dim > 0) std::memcpy(out.data(), p.data(), p.size());
   }
+  std::optional<double> unbiased_variance(std::int64_t) const override { return 0.0; }
   std::unique_ptr<Compressor> clone() const override { return std::make_unique<NoCompression>(); }
 };
 }  // namespace

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -43,6 +44,13 @@ class Compressor {
   virtual bool linear() const { return false; }
   virtual Vector decode_mean(std::span<const Payload* const> payloads, std::span<const double> weights,
                              std::int64_t dim);
+  // omega for an unbiased operator on `dim`-vectors: E[C(v)] = v and E||C(v) - v||^2 <= omega ||v||^2
+  // (SCALLION's alpha = 1 / (1 + omega)); nullopt for a biased one. none, fp16 and bf16 report 0
+  // (the casts' only bias is deterministic rounding).
+  virtual std::optional<double> unbiased_variance(std::int64_t dim) const {
+    (void)dim;
+    return std::nullopt;
+  }
   // A fresh object with the same settings: compressor state (residuals) is per node.
   virtual std::unique_ptr<Compressor> clone() const = 0;
 };

@@ -163,6 +163,7 @@ class Cast16 final : public Compressor {
       for (std::int64_t t = 0; t < n; ++t) out[at + t] = Decode(block[t]);
     }
   }
+  std::optional<double> unbiased_variance(std::int64_t) const override { return 0.0; }
   std::unique_ptr<Compressor> clone() const override { return std::make_unique<Cast16>(name_); }
 
  private:
@@ -402,6 +403,11 @@ class RandK final : public Compressor {
     const auto idx = draw_indices(seed, k, d);
     for (std::size_t j = 0; j < idx.size(); ++j) std::memcpy(&out[idx[j]], values + 4 * j, 4);
   }
+  // Each coordinate is kept with probability k/d and scaled by d/k: variance (d/k - 1) v_i^2.
+  std::optional<double> unbiased_variance(std::int64_t d) const override {
+    if (!unbiased_ || d <= 0) return unbiased_ ? std::optional<double>(0.0) : std::nullopt;
+    return static_cast<double>(d) / static_cast<double>(count_from(ratio_, k_, d)) - 1.0;
+  }
   std::unique_ptr<Compressor> clone() const override { return std::make_unique<RandK>(ratio_, k_, unbiased_); }
 
  private:
@@ -584,6 +590,11 @@ class Qsgd final : public Compressor {
         out[begin + j] = c[j] & 1u ? -magnitude : magnitude;
       }
     });
+  }
+  // Alistarh et al. 2017, Lemma 3.1, per bucket of n coordinates: omega = min(n / s^2, sqrt(n) / s).
+  std::optional<double> unbiased_variance(std::int64_t d) const override {
+    const double n = static_cast<double>(std::min<std::int64_t>(bucket_, std::max<std::int64_t>(d, 1))), s = s_;
+    return std::min(n / (s * s), std::sqrt(n) / s);
   }
   std::unique_ptr<Compressor> clone() const override { return std::make_unique<Qsgd>(s_, bucket_); }
 

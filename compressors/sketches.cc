@@ -186,6 +186,11 @@ class RandomProjection final : public Compressor {
     flip_signs(x, seed);
     return Eigen::Map<const Vector>(x.data(), d);
   }
+  // H D is orthonormal, so the error is that of keeping k of n coordinates scaled by n/k: n/k - 1.
+  std::optional<double> unbiased_variance(std::int64_t d) const override {
+    const std::int64_t n = padded(d);
+    return n > 0 ? static_cast<double>(n) / static_cast<double>(count_from(ratio_, k_, n)) - 1.0 : 0.0;
+  }
   std::unique_ptr<Compressor> clone() const override { return std::make_unique<RandomProjection>(ratio_, k_); }
 
  private:

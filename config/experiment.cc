@@ -175,7 +175,7 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   protocol_registry().require(protocol_kind, protocol.path("kind"));  // fail before loading data
   const bool server_based = protocol_kind == "fedavg" || protocol_kind == "fedbuff" || protocol_kind == "fedasync" ||
                             protocol_kind == "fedfix" || protocol_kind == "afa" || protocol_kind == "scaffold" ||
-                            protocol_kind == "fedamd";
+                            protocol_kind == "scallion" || protocol_kind == "scafcom" || protocol_kind == "fedamd";
   // FedProx's anchor is the global model a client started from: only server-based clients have one.
   if (task->prox_mu != 0.0f && !server_based)
     train.fail("prox_mu", "the proximal term pulls towards the server's model; " + protocol_kind + " has none");
@@ -220,13 +220,27 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   if (const auto fb = downlink.get<std::string>("feedback", "none"); fb == "ef21" || fb == "econtrol")
     downlink.fail("feedback", "\"" + fb + "\" needs every receiver to get every message; downlink takes none or ef");
   parts.compressor_section = &uplink;
-  // SCAFFOLD sends [model; control] as one 2d vector, FedAMD [model; v_glob] to miners, and its
-  // clients send gradients or model updates through the same codec: only element-wise encodings fit.
-  if (protocol_kind == "scaffold" || protocol_kind == "fedamd")
+  // The control-variate protocols send [x; c] down as one 2d vector: only element-wise encodings
+  // fit it. Up, scaffold compresses y - x and c_i+ - c_i with any codec (feedback on y - x only,
+  // nodes/server_client.cc); scallion and scafcom send one vector whose control variate already does
+  // error feedback's work, and check the codec's bias when they are built (nodes/fedavg.cc).
+  if (protocol_kind == "scaffold" || protocol_kind == "scallion" || protocol_kind == "scafcom") {
+    const auto kind = downlink.get<std::string>("kind", "none");
+    if (kind != "none" && kind != "fp16" && kind != "bf16")
+      downlink.fail("kind", protocol_kind + " sends [model; control] down in one payload and takes none, fp16 or bf16, not \"" +
+                                kind + "\"");
+    if (downlink.get<std::string>("feedback", "none") != "none")
+      downlink.fail("feedback", protocol_kind + " takes no downlink feedback");
+    if (protocol_kind != "scaffold" && uplink.get<std::string>("feedback", "none") != "none")
+      uplink.fail("feedback", protocol_kind +
+                                  "'s control variates already feed back what compression leaves out; set compressor.feedback: none");
+  }
+  // FedAMD sends [model; v_glob] to miners, and its clients send gradients or model updates
+  // through the same codec: only element-wise encodings fit.
+  if (protocol_kind == "fedamd")
     for (Section* s : {&uplink, &downlink}) {
       const auto kind = s->get<std::string>("kind", "none");
-      const std::string what = protocol_kind == "scaffold" ? "scaffold sends [model; control] in one payload"
-                                                           : "fedamd sends [model; v_glob] in one payload and gradients and updates alike";
+      const std::string what = "fedamd sends [model; v_glob] in one payload and gradients and updates alike";
       if (kind != "none" && kind != "fp16" && kind != "bf16")
         s->fail("kind", what + " and takes none, fp16 or bf16, not \"" + kind + "\"");
       if (s->get<std::string>("feedback", "none") != "none") s->fail("feedback", protocol_kind + " takes no feedback");
@@ -268,6 +282,8 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   task->model = plan->model.get();
   parts.task = task.get();
   parts.uplink = make_compressor(uplink, plan->model->tensors());
+  parts.uplink_operator =
+      compressor_registry().create(uplink.get<std::string>("kind", "none"), uplink.path("kind"), uplink, plan->model->tensors());
   parts.downlink = make_compressor(downlink, plan->model->tensors());
   Rng init_rng(plan->seed, kNoNode, Purpose::kModelInit);
   parts.initial_model = plan->model->init(init_rng);

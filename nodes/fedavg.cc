@@ -1,5 +1,6 @@
 // FedAvg (McMahan et al., 2017) as message handlers, and SCAFFOLD (Karimireddy et al., 2020) as
-// the same rounds with a global control variate c sent along with the model.
+// the same rounds with a global control variate c sent along with the model; SCALLION and SCAFCOM
+// (Huang, Li, Li, ICLR 2024) as SCAFFOLD whose clients send one compressed vector.
 #include <map>
 #include <set>
 
@@ -10,18 +11,23 @@ namespace starling {
 
 namespace {
 
-class FedAvgServer final : public Node {
+class FedAvgServer final : public Node, public HoldsControl {
  public:
-  FedAvgServer(ProtocolParts& parts, bool scaffold)
-      : task_(*parts.task), scaffold_(scaffold), rounds_(parts.rounds), eval_every_(parts.eval_every), model_(parts.initial_model),
+  FedAvgServer(ProtocolParts& parts, const LocalWork& work)
+      : task_(*parts.task), work_(work), controls_(work.controls != Controls::kNone), rounds_(parts.rounds),
+        eval_every_(parts.eval_every), model_(parts.initial_model),
         sampler_(std::move(parts.sampler)), aggregator_(std::move(parts.aggregator)),
         optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
-        uplink_decoder_(parts.uplink->clone()), attack_(parts.attack),
+        uplink_decoder_(parts.uplink->clone()),
+        control_decoder_(work.controls == Controls::kScaffold ? parts.uplink_operator->clone() : nullptr),
+        attack_(parts.attack),
         // An attack replaces decoded updates, so each one is decoded.
-        sum_encodings_(uplink_decoder_->linear() && aggregator_->is_weighted_mean() && !attack_ && !scaffold),
+        sum_encodings_(uplink_decoder_->linear() && aggregator_->is_weighted_mean() && !attack_ && !controls_),
         clients_(static_cast<int>(parts.task->partition.size())) {
-    if (scaffold_) control_ = Vector::Zero(model_.size());
+    if (controls_) control_ = Vector::Zero(model_.size());
   }
+
+  const Vector& control() const override { return control_; }
 
   void on_start(Context& ctx) override {
     if (attack_)  // who was Byzantine, for the results (committed with round 1)
@@ -34,12 +40,26 @@ class FedAvgServer final : public Node {
       throw Error("fedavg server: unexpected " + std::string(to_string(m.kind)) + " message from node " +
                   std::to_string(m.sender) + " in round " + std::to_string(m.round));
     auto& u = updates_[m.sender];
-    if (sum_encodings_) u.encoded = m.payload;
-    else u.update = uplink_decoder_->receive(m.sender, m.payload_bytes(), scaffold_ ? 2 * model_.size() : model_.size());
-    if (scaffold_) {  // [dy; dc]: dy goes through the aggregator as FedAvg's update, dc is summed
-      if (control_sum_.size() == 0) control_sum_ = Vector::Zero(model_.size());
-      control_sum_ += u.update.tail(model_.size());
-      u.update.conservativeResize(model_.size());
+    const std::int64_t d = model_.size();
+    switch (work_.controls) {
+      case Controls::kNone:
+        if (sum_encodings_) u.encoded = m.payload;
+        else u.update = uplink_decoder_->receive(m.sender, m.payload_bytes(), d);
+        break;
+      case Controls::kScaffold: {  // C(dy) goes through the aggregator as FedAvg's update, C(dc) is summed
+        const auto [dy, dc] = unpack_pair(m.payload_bytes(), "scaffold update");
+        u.update = uplink_decoder_->receive(m.sender, dy, d);
+        u.control = control_decoder_->receive(m.sender, dc, d);
+        break;
+      }
+      case Controls::kScallion:
+      case Controls::kScafcom: {  // delta is summed for c and stands for the displacement -K lr (c + delta)
+        u.control = uplink_decoder_->receive(m.sender, m.payload_bytes(), d);
+        u.update = control_displacement(
+            control_, u.control, local_batches(m.num_samples, task_.batch_size, task_.local_epochs, work_.steps),
+            task_.optimizer->lr());
+        break;
+      }
     }
     u.samples = m.num_samples;
     u.loss = m.loss;
@@ -49,6 +69,7 @@ class FedAvgServer final : public Node {
  private:
   struct Received {
     Vector update;
+    Vector control;  // control variates: the client's dc (scaffold) or delta (scallion, scafcom), decoded
     std::shared_ptr<const Payload> encoded;  // kept instead of `update` when encodings are summed
     std::int64_t samples = 0;
     float loss = 0.0f;
@@ -61,7 +82,7 @@ class FedAvgServer final : public Node {
     Message m;
     m.kind = MessageKind::kModel;
     m.round = round;
-    m.set_payload(downlink_->encode(scaffold_ ? concat(model_, control_) : model_, ctx.rng(Purpose::kCompression)));
+    m.set_payload(downlink_->encode(controls_ ? concat(model_, control_) : model_, ctx.rng(Purpose::kCompression)));
     for (int c : sampler_->sample(round, clients_, ctx.rng(Purpose::kSampling))) {
       m.receiver = c + 1;
       expected_.insert(m.receiver);
@@ -87,9 +108,11 @@ class FedAvgServer final : public Node {
     if (attack_) attack_->corrupt(round_, decoded);
     optimizer_->apply(model_, sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
                                              : aggregator_->combine(contributions));
-    if (scaffold_) {  // c += (|S|/N) mean_S dc: what keeps c the mean of all N clients' c_i
-      control_ += control_sum_ / static_cast<float>(clients_);
-      control_sum_.setZero();
+    if (controls_) {  // c += (alpha/N) sum_S dc, summed in sender order: what keeps c the mean of all N c_i
+      Vector sum = Vector::Zero(model_.size());
+      for (const auto& [sender, u] : updates_) sum += u.control;
+      if (work_.alpha != 1.0) sum *= static_cast<float>(work_.alpha);
+      control_ += sum / static_cast<float>(clients_);
     }
     updates_.clear();
     record_server_round(ctx, task_, model_, round_, rounds_, eval_every_, static_cast<double>(contributions.size()),
@@ -100,14 +123,16 @@ class FedAvgServer final : public Node {
   }
 
   const LearningTask& task_;
-  bool scaffold_;
+  LocalWork work_;  // what the clients do (their K, alpha) and which control variates they keep
+  bool controls_;
   int rounds_, eval_every_;
   Vector model_;
-  Vector control_, control_sum_;  // SCAFFOLD: global c, and this round's sum of client dc
+  Vector control_;  // control variates: the global c
   std::unique_ptr<ClientSampler> sampler_;
   std::unique_ptr<Aggregator> aggregator_;
   std::unique_ptr<ServerOptimizer> optimizer_;
   std::unique_ptr<Compressor> downlink_, uplink_decoder_;
+  std::unique_ptr<Compressor> control_decoder_;  // SCAFFOLD: the receiver of the dc stream (bare operator)
   std::shared_ptr<const Attack> attack_;
   bool sum_encodings_;  // linear uplink (sketches) + mean: average the encodings, decode once (FetchSGD)
   int clients_;
@@ -120,17 +145,46 @@ class FedAvgServer final : public Node {
 
 namespace {
 
-NodeSet make_rounds(const std::string& name, Section& protocol, ProtocolParts& parts, bool scaffold) {
-  NodeSet set = make_star_clients(
-      name, parts, LocalWork{.steps = protocol.get_int("local_steps", 0, 0), .scaffold = scaffold});
-  set.nodes[0] = std::make_unique<FedAvgServer>(parts, scaffold);  // last: the server takes the parts it owns
+NodeSet make_rounds(const std::string& name, Section& protocol, ProtocolParts& parts, LocalWork work) {
+  work.steps = protocol.get_int("local_steps", 0, 0);
+  NodeSet set = make_star_clients(name, parts, work);
+  set.nodes[0] = std::make_unique<FedAvgServer>(parts, work);  // last: the server takes the parts it owns
   return set;
 }
 
 }  // namespace
 
-NodeSet make_fedavg(Section& protocol, ProtocolParts& parts) { return make_rounds("fedavg", protocol, parts, false); }
+NodeSet make_fedavg(Section& protocol, ProtocolParts& parts) { return make_rounds("fedavg", protocol, parts, {}); }
 
-NodeSet make_scaffold(Section& protocol, ProtocolParts& parts) { return make_rounds("scaffold", protocol, parts, true); }
+NodeSet make_scaffold(Section& protocol, ProtocolParts& parts) {
+  return make_rounds("scaffold", protocol, parts, {.controls = Controls::kScaffold});
+}
+
+NodeSet make_scallion(Section& protocol, ProtocolParts& parts) {
+  // Unbiased compression only; alpha = 1 / (1 + omega) by default (card 7.8).
+  Section& compressor = *parts.compressor_section;
+  const std::int64_t d = parts.initial_model.size();
+  const auto omega = parts.uplink->unbiased_variance(d);
+  if (!omega)
+    compressor.fail("kind", "scallion needs an unbiased compressor (none, fp16, bf16, randk with unbiased: true, qsgd, "
+                            "random_projection), not \"" + compressor.get<std::string>("kind", "none") +
+                                "\"; scafcom takes biased ones such as topk");
+  const double alpha = protocol.get_double("alpha", 1.0 / (1.0 + *omega), 0.0, 1.0, true);
+  return make_rounds("scallion", protocol, parts, {.controls = Controls::kScallion, .alpha = alpha});
+}
+
+NodeSet make_scafcom(Section& protocol, ProtocolParts& parts) {
+  // Biased (contractive) compression: an unbiased operator with variance is not contractive.
+  Section& compressor = *parts.compressor_section;
+  const auto omega = parts.uplink->unbiased_variance(parts.initial_model.size());
+  if (omega && *omega > 0.0)
+    compressor.fail("kind", "scafcom needs a contractive compressor (topk, sign, randk with unbiased: false, powersgd, "
+                            "none, fp16, bf16); \"" + compressor.get<std::string>("kind", "none") +
+                                "\" here is unbiased with variance omega = " + Section::shortest(*omega) +
+                                ", which scallion takes");
+  const double alpha = protocol.get_double("alpha", 1.0, 0.0, 1.0, true);
+  const double beta = protocol.get_double("beta", 0.2, 0.0, 1.0, true);
+  return make_rounds("scafcom", protocol, parts, {.controls = Controls::kScafcom, .alpha = alpha, .beta = beta});
+}
 
 }  // namespace starling

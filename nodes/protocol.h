@@ -45,6 +45,9 @@ struct ProtocolParts {
   Section* aggregator_section = nullptr;  // for protocols that need one aggregator per node (dpsgd)
   std::unique_ptr<ServerOptimizer> server_optimizer;
   std::unique_ptr<Compressor> uplink;    // prototypes, cloned per node
+  // The uplink operator without its feedback wrapper: scaffold's control stream, whose deltas are
+  // taken against what the server already has and so carry their own error feedback.
+  std::unique_ptr<Compressor> uplink_operator;
   Section* compressor_section = nullptr;  // uplink's section, for protocols that read more of it (dpsgd)
   std::unique_ptr<Compressor> downlink;
   std::shared_ptr<const Attack> attack;  // null: every client is honest
@@ -62,6 +65,10 @@ ProtocolRegistry& protocol_registry();
 NodeSet make_fedavg(Section& protocol, ProtocolParts& parts);
 // SCAFFOLD: FedAvg's rounds with control variates (models and controls travel together).
 NodeSet make_scaffold(Section& protocol, ProtocolParts& parts);
+// SCALLION / SCAFCOM (card 7.8): SCAFFOLD whose clients send one vector, compressed without bias
+// (scallion, protocol.alpha) or contractively with local momentum (scafcom, protocol.alpha, .beta).
+NodeSet make_scallion(Section& protocol, ProtocolParts& parts);
+NodeSet make_scafcom(Section& protocol, ProtocolParts& parts);
 // FedAMD (card 8.1): sampled clients are anchors (large-batch gradient at x) or miners (SARAH steps).
 NodeSet make_fedamd(Section& protocol, ProtocolParts& parts);
 // D-PSGD: node c holds client c's partition; rounds of local training, then gossip with W.

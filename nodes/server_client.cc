@@ -8,11 +8,17 @@ namespace starling {
 
 namespace {
 
-class ServerClient final : public Node {
+class ServerClient final : public Node, public HoldsControl {
  public:
+  // `control_uplink`: scaffold's compressor for c_i+ - c_i (the uplink operator without feedback).
   ServerClient(const LearningTask& task, int client, const LocalWork& work, std::unique_ptr<Compressor> uplink,
-               std::unique_ptr<Compressor> downlink)
-      : task_(task), client_(client), work_(work), uplink_(std::move(uplink)), downlink_(std::move(downlink)) {}
+               std::unique_ptr<Compressor> downlink, std::unique_ptr<Compressor> control_uplink)
+      : task_(task), client_(client), work_(work), uplink_(std::move(uplink)), downlink_(std::move(downlink)),
+        control_uplink_(std::move(control_uplink)),
+        control_view_(control_uplink_ ? control_uplink_->clone()
+                      : work.controls != Controls::kNone ? uplink_->clone() : nullptr) {}
+
+  const Vector& control() const override { return control_i_; }
 
   void on_message(Context& ctx, Message&& m) override {
     if (m.kind != MessageKind::kModel && !(work_.fedamd && m.kind == MessageKind::kAnchor))
@@ -33,35 +39,77 @@ class ServerClient final : public Node {
     ctx.compute(samples,
                 [this, &indices, epochs, steps, model = m.payload, &shuffle = ctx.rng(Purpose::kDataShuffle),
                  &compression = ctx.rng(Purpose::kCompression)] {
-                  const std::int64_t d = task_.model->num_params();
-                  Vector global = downlink_->decode(*model, work_.scaffold ? 2 * d : d);
-                  Vector control;  // SCAFFOLD's global c, the tail of the model message
-                  if (work_.scaffold) {
-                    control = global.tail(d);
-                    global.conservativeResize(d);
-                    if (control_i_.size() == 0) control_i_ = Vector::Zero(d);
-                  }
-                  const Vector correction = work_.scaffold ? Vector(control - control_i_) : Vector();
-                  Vector params = global;
-                  auto optimizer = task_.optimizer->clone();
-                  const GradientTerms terms{.prox_mu = task_.prox_mu,
-                                            .anchor = &global,
-                                            .correction = work_.scaffold ? &correction : nullptr};
-                  stats_ = train_local(*task_.model, *optimizer, *task_.train, indices, epochs, task_.batch_size,
-                                       shuffle, params, steps, terms);
-                  if (work_.scaffold && stats_.batches > 0) {
-                    Vector next = scaffold_client_control(control_i_, control, global, params, stats_.batches,
-                                                          optimizer->lr());
-                    params -= global;
-                    update_ = uplink_->encode(concat(params, next - control_i_), compression);
-                    control_i_ = std::move(next);
-                    return;
-                  }
-                  params -= global;  // the update
-                  if (work_.per_step) params /= static_cast<float>(steps);
-                  update_ = uplink_->encode(work_.scaffold ? concat(params, Vector::Zero(d)) : params, compression);
+                  train_and_encode(*model, indices, epochs, steps, shuffle, compression);
                 },
                 round_);
+  }
+
+  // Decode, train, encode the update: the body of the client's compute job.
+  void train_and_encode(const Payload& model, std::span<const std::int32_t> indices, int epochs, std::int64_t steps,
+                        Rng& shuffle, Rng& compression) {
+    const std::int64_t d = task_.model->num_params();
+    const bool controls = work_.controls != Controls::kNone;
+    Vector global = downlink_->decode(model, controls ? 2 * d : d);
+    Vector control;  // the global c, the tail of the model message
+    if (controls) {
+      control = global.tail(d);
+      global.conservativeResize(d);
+      if (control_i_.size() == 0) control_i_ = Vector::Zero(d);
+    }
+    const Vector correction = controls ? Vector(control - control_i_) : Vector();
+    Vector params = global;
+    auto optimizer = task_.optimizer->clone();
+    const GradientTerms terms{
+        .prox_mu = task_.prox_mu, .anchor = &global, .correction = controls ? &correction : nullptr};
+    stats_ = train_local(*task_.model, *optimizer, *task_.train, indices, epochs, task_.batch_size, shuffle, params,
+                         steps, terms);
+    switch (work_.controls) {
+      case Controls::kNone:
+        params -= global;  // the update
+        if (work_.per_step) params /= static_cast<float>(steps);
+        update_ = uplink_->encode(params, compression);
+        return;
+      case Controls::kScaffold: {
+        // Two vectors, each through its own compressor: C(y - x) with the configured feedback, and
+        // C(c_i+ - c_i) with the bare operator. c_i then moves by what the server decodes (c_i+
+        // itself when uncompressed), as the server's c does, so c stays the mean of the c_i, and
+        // the next c_i+ - c_i re-sends whatever this one left out: error feedback on that stream
+        // would count it twice (measured: runs collapse).
+        Vector dc = stats_.batches > 0 ? Vector(scaffold_client_control(control_i_, control, global, params,
+                                                                        stats_.batches, optimizer->lr()) -
+                                                control_i_)
+                                       : Vector::Zero(d);
+        params -= global;
+        const Payload dy_bytes = uplink_->encode(params, compression);
+        const Payload dc_bytes = control_uplink_->encode(dc, compression);
+        control_i_ += control_view_->receive(0, dc_bytes, d);
+        update_ = pack_pair(dy_bytes, dc_bytes);
+        return;
+      }
+      case Controls::kScallion:
+      case Controls::kScafcom: {
+        // One vector: delta = C(g - c_i) (SCALLION) or C(v - c_i) (SCAFCOM), g the mean gradient of
+        // the K local steps; the client adds alpha times what the server will decode to c_i, the
+        // server (1/N) alpha times each to c, so c stays the mean of all c_i.
+        // The server rebuilds y - x from the message with this K (control_displacement).
+        if (stats_.batches != local_batches(static_cast<std::int64_t>(indices.size()), task_.batch_size, epochs, steps))
+          throw Error("client: took " + std::to_string(stats_.batches) + " local steps, not the planned count");
+        if (stats_.batches == 0) {  // no data: nothing learned, nothing to correct
+          update_ = uplink_->encode(Vector::Zero(d), compression);
+          return;
+        }
+        Vector message =
+            scaffold_client_control(control_i_, control, global, params, stats_.batches, optimizer->lr());  // g
+        if (work_.controls == Controls::kScafcom) {
+          scafcom_momentum(momentum_, message, work_.beta);
+          message = momentum_;
+        }
+        message -= control_i_;
+        update_ = uplink_->encode(message, compression);
+        control_i_ += static_cast<float>(work_.alpha) * control_view_->receive(0, update_, d);
+        return;
+      }
+    }
   }
 
   // FedAMD's anchor (a large-batch gradient at x) or miner (SARAH steps from x along v_glob).
@@ -125,8 +173,11 @@ class ServerClient final : public Node {
   int client_;
   LocalWork work_;
   std::unique_ptr<Compressor> uplink_, downlink_;
+  std::unique_ptr<Compressor> control_uplink_;  // SCAFFOLD: the c_i+ - c_i stream's own compressor
+  std::unique_ptr<Compressor> control_view_;    // the server's decoder of the control stream, mirrored
   Payload update_;  // the encoded update, between the end of training and the send
-  Vector control_i_;  // SCAFFOLD's c_i (empty until the first round: zero)
+  Vector control_i_;  // c_i of the control-variate protocols (empty until the first round: zero)
+  Vector momentum_;   // SCAFCOM's v (empty until the first round: zero)
   TrainStats stats_;
   int round_ = 0;
 };
@@ -157,6 +208,47 @@ Vector concat(const Vector& a, const Vector& b) {
   return out;
 }
 
+Payload pack_pair(const Payload& a, const Payload& b) {
+  if (a.size() > 0xffffffffu) throw Error("pack_pair: first payload over 4 GiB");
+  Payload out(4 + a.size() + b.size());
+  const auto n = static_cast<std::uint32_t>(a.size());
+  for (int i = 0; i < 4; ++i) out[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(n >> (8 * i));
+  std::copy(a.begin(), a.end(), out.begin() + 4);
+  std::copy(b.begin(), b.end(), out.begin() + 4 + static_cast<std::ptrdiff_t>(a.size()));
+  return out;
+}
+
+std::pair<Payload, Payload> unpack_pair(const Payload& p, const char* who) {
+  if (p.size() < 4)
+    throw Error(std::string(who) + ": a payload pair needs a 4-byte length, got " + std::to_string(p.size()) + " bytes");
+  std::uint32_t n = 0;
+  for (int i = 0; i < 4; ++i) n |= static_cast<std::uint32_t>(p[static_cast<std::size_t>(i)]) << (8 * i);
+  if (n > p.size() - 4)
+    throw Error(std::string(who) + ": first part of " + std::to_string(n) + " bytes does not fit a " +
+                std::to_string(p.size()) + "-byte payload");
+  const auto mid = p.begin() + 4 + static_cast<std::ptrdiff_t>(n);
+  return {Payload(p.begin() + 4, mid), Payload(mid, p.end())};
+}
+
+std::int64_t local_batches(std::int64_t samples, int batch_size, int epochs, std::int64_t steps) {
+  if (samples <= 0) return 0;
+  return steps > 0 ? steps : std::int64_t{epochs} * ((samples + batch_size - 1) / batch_size);
+}
+
+void scafcom_momentum(Vector& v, const Vector& g, double beta) {
+  if (v.size() != g.size()) v = Vector::Zero(g.size());
+  v = static_cast<float>(1.0 - beta) * v + static_cast<float>(beta) * g;
+}
+
+Vector control_displacement(const Vector& c, const Vector& delta, std::int64_t steps, double lr) {
+  return -static_cast<float>(static_cast<double>(steps) * lr) * (c + delta);
+}
+
+const Vector* control_variate(const Node& node) {
+  const auto* holder = dynamic_cast<const HoldsControl*>(&node);
+  return holder ? &holder->control() : nullptr;
+}
+
 NodeSet make_star_clients(const std::string& protocol, ProtocolParts& parts, const LocalWork& work) {
   const int clients = static_cast<int>(parts.task->partition.size());
   const Graph graph = parts.topology->build(clients + 1, parts.seed);
@@ -165,8 +257,9 @@ NodeSet make_star_clients(const std::string& protocol, ProtocolParts& parts, con
   NodeSet set;
   set.nodes.push_back(nullptr);
   for (int c = 0; c < clients; ++c)
-    set.nodes.push_back(
-        std::make_unique<ServerClient>(*parts.task, c, work, parts.uplink->clone(), parts.downlink->clone()));
+    set.nodes.push_back(std::make_unique<ServerClient>(
+        *parts.task, c, work, parts.uplink->clone(), parts.downlink->clone(),
+        work.controls == Controls::kScaffold ? parts.uplink_operator->clone() : nullptr));
   return set;
 }
 

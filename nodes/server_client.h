@@ -1,15 +1,28 @@
 // The client of the server-based protocols (FedAvg, SCAFFOLD, FedAMD and the asynchronous
 // servers): on each model it trains locally as one compute job, then sends back its encoded update.
 #pragma once
+#include <utility>
+
 #include "nodes/protocol.h"
 
 namespace starling {
+
+// The control-variate protocols that run on FedAvg's server and clients: models travel down as
+// [x; c], and each client keeps its own control c_i (0 at first).
+enum class Controls {
+  kNone,
+  kScaffold,  // card 9.3 option II: up go C(y - x) and C(c_i+ - c_i), two vectors
+  kScallion,  // card 7.8: up goes one vector, C(g - c_i), g the client's mean corrected-step gradient
+  kScafcom,   // card 7.8: up goes C(v - c_i) with momentum v <- (1 - beta) v + beta g
+};
 
 struct LocalWork {
   std::int64_t steps = 0;      // minibatches per trip; 0 = train.local_epochs epochs
   std::int64_t max_steps = 0;  // > 0: each trip draws its steps uniformly in [steps, max_steps] (AFA)
   bool per_step = false;       // send the update divided by the steps taken (AFA's lr x mean gradient)
-  bool scaffold = false;       // models arrive as [x; c], updates leave as [y - x; c_i+ - c_i]
+  Controls controls = Controls::kNone;
+  double alpha = 1.0;  // scallion, scafcom: c_i += alpha * (the message as the server decodes it)
+  double beta = 1.0;   // scafcom: momentum weight of the newest mean gradient
   // FedAMD (card 8.1): a kModel message carries [x; v_glob] and the client runs `steps` SARAH
   // steps (train_sarah) and sends y - x; a kAnchor message carries x and the client sends the
   // mean gradient at x over anchor_batch samples of its partition (0 or more than it has: all).
@@ -18,11 +31,36 @@ struct LocalWork {
 };
 
 // SCAFFOLD option II: the client's new control c_i+ = c_i - c + (x - y) / (K lr), from the
-// global model x, the model y after K local steps of size lr, and the global control c.
+// global model x, the model y after K local steps of size lr, and the global control c. It is the
+// mean of the K raw minibatch gradients (each step moved by lr (g - c_i + c)).
 Vector scaffold_client_control(const Vector& c_i, const Vector& c, const Vector& x, const Vector& y,
                                std::int64_t steps, double lr);
-// [a; b] as one vector: SCAFFOLD's messages carry two model-sized vectors in one payload.
+// [a; b] as one vector: SCAFFOLD's downlink carries x and c in one payload.
 Vector concat(const Vector& a, const Vector& b);
+// Two encodings as one payload: u32 little-endian byte count of `a`, then `a`, then `b`.
+Payload pack_pair(const Payload& a, const Payload& b);
+// The inverse; throws Error naming `who` if the bytes are not such a pair.
+std::pair<Payload, Payload> unpack_pair(const Payload& p, const char* who);
+
+// Minibatches a client with `samples` samples takes per trip: `steps`, or with steps = 0 every
+// minibatch (the last one of an epoch short) of `epochs` epochs; what train_local runs.
+std::int64_t local_batches(std::int64_t samples, int batch_size, int epochs, std::int64_t steps);
+// SCAFCOM's client momentum: v <- (1 - beta) v + beta g (v starts at 0).
+void scafcom_momentum(Vector& v, const Vector& g, double beta);
+// The model displacement y - x that a SCALLION/SCAFCOM client's message delta stands for on the
+// server: -K lr (c + delta). Uncompressed with alpha = 1 this is exactly SCAFFOLD's y - x, since
+// delta = (x - y) / (K lr) - c.
+Vector control_displacement(const Vector& c, const Vector& delta, std::int64_t steps, double lr);
+
+// A node of the control-variate protocols: a client's c_i or the server's c (for tests and
+// monitoring; a client that never trained holds an empty vector, meaning 0).
+class HoldsControl {
+ public:
+  virtual ~HoldsControl() = default;
+  virtual const Vector& control() const = 0;
+};
+// `node`'s control variate, or nullptr if it keeps none.
+const Vector* control_variate(const Node& node);
 
 // What every synchronous server records at the end of `round`, before it commits the round:
 // participants, train_loss, and (every eval_every rounds and after the last) the test_accuracy

@@ -80,12 +80,13 @@ TEST(Scaffold, BytesPerRoundAreTwoModelsEachWay) {
   auto p = plan(kConfig, {"sampling.fraction=0.5"});
   const std::int64_t d = p->model->num_params();
   const MemorySink s = run(*p);
-  // 4 clients a round; each gets [x; c] and sends [dy; dc]: 2 messages of 8d bytes + a header.
-  const std::int64_t per_round = 4 * 2 * (Message::kHeaderBytes + 2 * 4 * d);
+  // 4 clients a round; each gets [x; c] (8d bytes + a header) and sends dy and dc, each encoded,
+  // behind the 4-byte length of the first (8d + 4 bytes + a header).
+  const std::int64_t per_round = 4 * (2 * (Message::kHeaderBytes + 2 * 4 * d) + 4);
   EXPECT_EQ(s.last("bytes_total"), static_cast<double>(6 * per_round));
   auto h = plan(kConfig, {"sampling.fraction=0.5", "compressor.kind=fp16", "downlink_compressor.kind=bf16"});
   const MemorySink half = run(*h);
-  EXPECT_EQ(half.last("bytes_total"), static_cast<double>(6 * 4 * 2 * (Message::kHeaderBytes + 2 * 2 * d)));
+  EXPECT_EQ(half.last("bytes_total"), static_cast<double>(6 * 4 * (2 * (Message::kHeaderBytes + 2 * 2 * d) + 4)));
 }
 
 // LEAF Synthetic(1, 1): every client has its own model and feature distribution. Many local
@@ -121,9 +122,10 @@ void expect_config_error(const std::vector<std::string>& overrides, const std::s
 }
 
 TEST(Scaffold, ConfigErrorsNameTheKey) {
-  expect_config_error({"compressor.kind=topk"}, "compressor.kind");
+  // Any uplink codec (with any feedback) compresses dy and dc; the downlink's [x; c] takes casts only.
+  EXPECT_NO_THROW(plan(kConfig, {"compressor.kind=topk", "compressor.feedback=ef"}));
   expect_config_error({"downlink_compressor.kind=qsgd"}, "downlink_compressor.kind");
-  expect_config_error({"compressor.feedback=ef"}, "compressor.feedback");
+  expect_config_error({"downlink_compressor.kind=fp16", "downlink_compressor.feedback=ef"}, "downlink_compressor.feedback");
   expect_config_error({"topology.kind=ring"}, "topology.kind");
   expect_config_error({"protocol.local_steps=-1"}, "protocol.local_steps");
   expect_config_error({"train.prox_mu=-0.1"}, "train.prox_mu");
