@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "learning/partition.h"
+#include "sim/availability.h"
 
 namespace starling {
 
@@ -227,7 +228,30 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
     if (uplink.get<std::string>("feedback", "none") != "none")
       uplink.fail("feedback", protocol_kind + " sends whole models; feedback applies to compressed updates (fedavg, dpsgd)");
   }
-  plan->sim.network = read_network(root.child("network"));
+  Section network = root.child("network");
+  plan->sim.network = read_network(network);
+  // Participation: who is online when, who drops out, how noisy links are (sim/availability.h).
+  parts.link_noise_std = network.get_double("noise_std", 0.0, 0.0);
+  Section availability = root.child("availability");
+  const auto availability_kind = availability.get_choice("kind", "always", {"always", "markov", "trace"});
+  plan->sim.dropout = availability.get_double("dropout", 0.0, 0.0, 1.0);
+  const bool rounds_based = protocol_kind == "fedavg" || protocol_kind == "scaffold";
+  if ((availability_kind != "always" || plan->sim.dropout > 0.0) && !rounds_based)
+    availability.fail(availability_kind != "always" ? "kind" : "dropout",
+                      "availability and dropout are simulated for the round-based servers fedavg and scaffold, not " +
+                          protocol_kind);
+  if (parts.link_noise_std > 0.0 && !server_based)
+    network.fail("noise_std", "link noise is added to the models and updates of server-based protocols, not " + protocol_kind);
+  if (availability_kind == "markov") {
+    const double on = availability.get_double("mean_online_s", 600.0, 0.0, 1e12, true);
+    const double off = availability.get_double("mean_offline_s", 600.0, 0.0, 1e12, true);
+    plan->sim.availability = std::make_shared<MarkovAvailability>(plan->seed, clients + 1, 1, on, off);
+  } else if (availability_kind == "trace") {
+    const auto path = availability.require<std::string>("path");
+    plan->sim.availability = std::make_shared<TraceAvailability>(path, clients + 1, 1, availability.path("path"));
+  }
+  parts.availability = plan->sim.availability;
+  parts.lossy = plan->sim.availability != nullptr || plan->sim.dropout > 0.0;
   plan->sim.compute = read_compute(root.child("compute"));
   plan->sim.seed = plan->seed;
   plan->db_path = root.child("log").get<std::string>("db", "results/starling.db");

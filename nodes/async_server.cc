@@ -42,7 +42,7 @@ class AsyncServer final : public Node {
       : task_(*parts.task), settings_(settings), rounds_(parts.rounds), eval_every_(parts.eval_every),
         model_(parts.initial_model), aggregator_(std::move(parts.aggregator)),
         optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
-        uplink_decoder_(parts.uplink->clone()), busy_(parts.task->partition.size(), false),
+        uplink_decoder_(parts.uplink->clone()), noise_std_(parts.link_noise_std), busy_(parts.task->partition.size(), false),
         latest_(settings.mode == Mode::kAfaCs ? busy_.size() : 0) {
     for (const auto& p : task_.partition) total_samples_ += static_cast<double>(p.size());
   }
@@ -61,6 +61,7 @@ class AsyncServer final : public Node {
     --busy_count_;
     Arrival a{m.sender, uplink_decoder_->receive(m.sender, m.payload_bytes(), model_.size()), version_ - (m.round - 1),
               m.num_samples, m.loss};
+    add_link_noise(a.update, noise_std_, ctx.rng(Purpose::kLinkNoise));
     switch (settings_.mode) {
       case Mode::kFedAsync: {
         // x <- (1 - a) x + a x_client, as the step a (x_client - x) through the server optimizer.
@@ -217,6 +218,7 @@ class AsyncServer final : public Node {
   std::unique_ptr<Aggregator> aggregator_;
   std::unique_ptr<ServerOptimizer> optimizer_;
   std::unique_ptr<Compressor> downlink_, uplink_decoder_;
+  double noise_std_;
   std::vector<bool> busy_;  // per client: training on a model we sent
   int busy_count_ = 0;
   int version_ = 0;         // model updates applied so far

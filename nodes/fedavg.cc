@@ -1,5 +1,6 @@
 // FedAvg (McMahan et al., 2017) as message handlers, and SCAFFOLD (Karimireddy et al., 2020) as
 // the same rounds with a global control variate c sent along with the model.
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -10,17 +11,31 @@ namespace starling {
 
 namespace {
 
+// Deadline and over-selection (FedScale's): `overselect` x K clients are asked, the first K
+// updates to arrive make the round, and a round also ends `deadline` after it started.
+struct RoundRules {
+  SimTime deadline = 0;  // 0: wait for the K updates
+  double overselect = 1.0;
+};
+
 class FedAvgServer final : public Node {
  public:
-  FedAvgServer(ProtocolParts& parts, bool scaffold)
+  FedAvgServer(ProtocolParts& parts, bool scaffold, const RoundRules& rules)
       : task_(*parts.task), scaffold_(scaffold), rounds_(parts.rounds), eval_every_(parts.eval_every), model_(parts.initial_model),
         sampler_(std::move(parts.sampler)), aggregator_(std::move(parts.aggregator)),
         optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
         uplink_decoder_(parts.uplink->clone()), attack_(parts.attack),
         // An attack replaces decoded updates, so each one is decoded.
-        sum_encodings_(uplink_decoder_->linear() && aggregator_->is_weighted_mean() && !attack_ && !scaffold),
-        clients_(static_cast<int>(parts.task->partition.size())) {
+        // Link noise is added to each decoded update, so each one is decoded too.
+        sum_encodings_(uplink_decoder_->linear() && aggregator_->is_weighted_mean() && !attack_ && !scaffold &&
+                       parts.link_noise_std == 0.0),
+        clients_(static_cast<int>(parts.task->partition.size())), rules_(rules), availability_(parts.availability),
+        noise_std_(parts.link_noise_std),
+        // Which updates made a round is worth recording once rounds can leave clients out.
+        partial_(rules.deadline > 0 || rules.overselect > 1.0 || parts.availability),
+        losses_(static_cast<std::size_t>(clients_), std::nan("")) {
     if (scaffold_) control_ = Vector::Zero(model_.size());
+    for (const auto& p : task_.partition) sizes_.push_back(static_cast<std::int64_t>(p.size()));
   }
 
   void on_start(Context& ctx) override {
@@ -30,12 +45,20 @@ class FedAvgServer final : public Node {
   }
 
   void on_message(Context& ctx, Message&& m) override {
+    if (m.kind == MessageKind::kUpdate && m.round < round_ && m.sender >= 1 && m.sender <= clients_) {
+      // Too late: the round closed without it (deadline, or K faster updates). Ignored, but the
+      // server has heard the client's loss.
+      losses_[static_cast<std::size_t>(m.sender - 1)] = static_cast<double>(m.loss);
+      ++late_;
+      return;
+    }
     if (m.kind != MessageKind::kUpdate || m.round != round_ || !expected_.count(m.sender) || updates_.count(m.sender))
       throw Error("fedavg server: unexpected " + std::string(to_string(m.kind)) + " message from node " +
                   std::to_string(m.sender) + " in round " + std::to_string(m.round));
     auto& u = updates_[m.sender];
     if (sum_encodings_) u.encoded = m.payload;
     else u.update = uplink_decoder_->receive(m.sender, m.payload_bytes(), scaffold_ ? 2 * model_.size() : model_.size());
+    add_link_noise(u.update, noise_std_, ctx.rng(Purpose::kLinkNoise));
     if (scaffold_) {  // [dy; dc]: dy goes through the aggregator as FedAvg's update, dc is summed
       if (control_sum_.size() == 0) control_sum_ = Vector::Zero(model_.size());
       control_sum_ += u.update.tail(model_.size());
@@ -43,7 +66,12 @@ class FedAvgServer final : public Node {
     }
     u.samples = m.num_samples;
     u.loss = m.loss;
-    if (updates_.size() == expected_.size()) finish_round(ctx);
+    losses_[static_cast<std::size_t>(m.sender - 1)] = static_cast<double>(m.loss);
+    if (static_cast<int>(updates_.size()) == target_) finish_round(ctx);
+  }
+
+  void on_timer(Context& ctx, int round) override {
+    if (round == round_) finish_round(ctx);  // the deadline of a round still open
   }
 
  private:
@@ -62,11 +90,22 @@ class FedAvgServer final : public Node {
     m.kind = MessageKind::kModel;
     m.round = round;
     m.set_payload(downlink_->encode(scaffold_ ? concat(model_, control_) : model_, ctx.rng(Purpose::kCompression)));
-    for (int c : sampler_->sample(round, clients_, ctx.rng(Purpose::kSampling))) {
+    const int k = sampler_->per_round(clients_);
+    const int asked = std::min(clients_, static_cast<int>(std::ceil(rules_.overselect * k - 1e-9)));
+    ClientPool pool{round, clients_, &sizes_, &losses_, {}};
+    const SimTime now = ctx.now();
+    if (availability_) pool.online = [&](int c) { return availability_->online(c + 1, now); };
+    selected_ = 0;
+    for (int c : sampler_->sample(pool, asked, ctx.rng(Purpose::kSampling))) {
+      ++selected_;
+      if (!pool.reachable(c)) continue;  // an offline client is sent nothing
       m.receiver = c + 1;
       expected_.insert(m.receiver);
       ctx.send(m);
     }
+    target_ = std::min(k, static_cast<int>(expected_.size()));
+    if (rules_.deadline > 0) ctx.set_timer(rules_.deadline, round);
+    else if (target_ == 0) finish_round(ctx);  // nobody to wait for (cannot happen without a deadline)
   }
 
   void finish_round(Context& ctx) {
@@ -85,9 +124,10 @@ class FedAvgServer final : public Node {
       samples += static_cast<double>(u.samples);
     }
     if (attack_) attack_->corrupt(round_, decoded);
-    optimizer_->apply(model_, sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
-                                             : aggregator_->combine(contributions));
-    if (scaffold_) {  // c += (|S|/N) mean_S dc: what keeps c the mean of all N clients' c_i
+    if (!contributions.empty())  // a round no update reached leaves the model as it was
+      optimizer_->apply(model_, sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
+                                               : aggregator_->combine(contributions));
+    if (scaffold_ && control_sum_.size() > 0) {  // c += (|S|/N) mean_S dc: what keeps c the mean of all N clients' c_i
       control_ += control_sum_ / static_cast<float>(clients_);
       control_sum_.setZero();
     }
@@ -96,6 +136,13 @@ class FedAvgServer final : public Node {
     const SimTime t = ctx.now();
     sink.metric(round_, t, kNoNode, "participants", static_cast<double>(contributions.size()));
     sink.metric(round_, t, kNoNode, "train_loss", samples > 0 ? loss_sum / samples : 0.0);
+    if (partial_) {
+      sink.metric(round_, t, kNoNode, "selected", selected_);
+      sink.metric(round_, t, kNoNode, "contacted", static_cast<double>(expected_.size()));
+      sink.metric(round_, t, kNoNode, "late_updates", late_);  // ignored since the previous round closed
+      for (const auto& c : contributions) sink.metric(round_, t, c.sender, "aggregated", 1.0);
+      late_ = 0;
+    }
     if (round_ % eval_every_ == 0 || round_ == rounds_) {
       const auto eval = evaluate(*task_.model, model_, *task_.test);
       sink.metric(round_, t, kNoNode, "test_accuracy", eval.accuracy);
@@ -119,6 +166,14 @@ class FedAvgServer final : public Node {
   bool sum_encodings_;  // linear uplink (sketches) + mean: average the encodings, decode once (FetchSGD)
   int clients_;
   int round_ = 0;
+  RoundRules rules_;
+  std::shared_ptr<const Availability> availability_;
+  double noise_std_;
+  bool partial_;
+  std::vector<std::int64_t> sizes_;  // training samples per client
+  std::vector<double> losses_;       // last loss each client reported (NaN: never)
+  int target_ = 0;                   // updates that close the round: min(K, clients contacted)
+  int selected_ = 0, late_ = 0;
   std::set<NodeId> expected_;
   std::map<NodeId, Received> updates_;
 };
@@ -130,7 +185,13 @@ namespace {
 NodeSet make_rounds(const std::string& name, Section& protocol, ProtocolParts& parts, bool scaffold) {
   NodeSet set = make_star_clients(
       name, parts, LocalWork{.steps = protocol.get_int("local_steps", 0, 0), .scaffold = scaffold});
-  set.nodes[0] = std::make_unique<FedAvgServer>(parts, scaffold);  // last: the server takes the parts it owns
+  RoundRules rules;
+  rules.deadline = from_seconds(protocol.get_double("deadline", 0.0, 0.0));
+  rules.overselect = protocol.get_double("overselect", 1.0, 1.0, 100.0);
+  if (parts.lossy && rules.deadline == 0)
+    protocol.fail("deadline", "clients that go offline or drop out never answer; give rounds a deadline in virtual "
+                              "seconds (e.g. protocol.deadline: 60)");
+  set.nodes[0] = std::make_unique<FedAvgServer>(parts, scaffold, rules);  // last: the server takes the parts it owns
   return set;
 }
 

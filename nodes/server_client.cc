@@ -1,5 +1,7 @@
 #include "nodes/server_client.h"
 
+#include <optional>
+
 #include "learning/training.h"
 
 namespace starling {
@@ -9,11 +11,40 @@ namespace {
 class ServerClient final : public Node {
  public:
   ServerClient(const LearningTask& task, int client, const LocalWork& work, std::unique_ptr<Compressor> uplink,
-               std::unique_ptr<Compressor> downlink)
-      : task_(task), client_(client), work_(work), uplink_(std::move(uplink)), downlink_(std::move(downlink)) {}
+               std::unique_ptr<Compressor> downlink, double noise_std)
+      : task_(task), client_(client), work_(work), uplink_(std::move(uplink)), downlink_(std::move(downlink)),
+        noise_std_(noise_std) {}
 
   void on_message(Context& ctx, Message&& m) override {
     if (m.kind != MessageKind::kModel) throw Error("client: unexpected " + std::string(to_string(m.kind)) + " message");
+    if (training_) {  // still busy with an older model (a straggler the server gave up on)
+      next_ = std::move(m);
+      return;
+    }
+    train(ctx, m);
+  }
+
+  void on_compute_done(Context& ctx, int) override {
+    Message reply;
+    reply.kind = MessageKind::kUpdate;
+    reply.round = round_;
+    reply.receiver = 0;
+    reply.num_samples = static_cast<std::int64_t>(task_.partition[static_cast<std::size_t>(client_)].size());
+    reply.loss = static_cast<float>(stats_.mean_loss);
+    reply.set_payload(std::move(update_));
+    update_ = Payload();
+    ctx.send(std::move(reply));
+    training_ = false;
+    if (next_) {
+      Message m = std::move(*next_);
+      next_.reset();
+      train(ctx, m);
+    }
+  }
+
+ private:
+  void train(Context& ctx, const Message& m) {
+    training_ = true;
     round_ = m.round;
     const auto& indices = task_.partition[static_cast<std::size_t>(client_)];
     std::int64_t steps = work_.steps;
@@ -28,9 +59,10 @@ class ServerClient final : public Node {
     const int epochs = steps > 0 ? 1 << 30 : task_.local_epochs;
     ctx.compute(samples,
                 [this, &indices, epochs, steps, model = m.payload, &shuffle = ctx.rng(Purpose::kDataShuffle),
-                 &compression = ctx.rng(Purpose::kCompression)] {
+                 &compression = ctx.rng(Purpose::kCompression), &noise = ctx.rng(Purpose::kLinkNoise)] {
                   const std::int64_t d = task_.model->num_params();
                   Vector global = downlink_->decode(*model, work_.scaffold ? 2 * d : d);
+                  add_link_noise(global, noise_std_, noise);
                   Vector control;  // SCAFFOLD's global c, the tail of the model message
                   if (work_.scaffold) {
                     control = global.tail(d);
@@ -60,19 +92,6 @@ class ServerClient final : public Node {
                 round_);
   }
 
-  void on_compute_done(Context& ctx, int) override {
-    Message reply;
-    reply.kind = MessageKind::kUpdate;
-    reply.round = round_;
-    reply.receiver = 0;
-    reply.num_samples = static_cast<std::int64_t>(task_.partition[static_cast<std::size_t>(client_)].size());
-    reply.loss = static_cast<float>(stats_.mean_loss);
-    reply.set_payload(std::move(update_));
-    update_ = Payload();
-    ctx.send(std::move(reply));
-  }
-
- private:
   const LearningTask& task_;
   int client_;
   LocalWork work_;
@@ -81,9 +100,17 @@ class ServerClient final : public Node {
   Vector control_i_;  // SCAFFOLD's c_i (empty until the first round: zero)
   TrainStats stats_;
   int round_ = 0;
+  double noise_std_;
+  bool training_ = false;
+  std::optional<Message> next_;  // the newest model that arrived during training
 };
 
 }  // namespace
+
+void add_link_noise(Vector& v, double std, Rng& rng) {
+  if (std == 0.0) return;
+  for (Eigen::Index i = 0; i < v.size(); ++i) v[i] += static_cast<float>(std * rng.normal());
+}
 
 Vector scaffold_client_control(const Vector& c_i, const Vector& c, const Vector& x, const Vector& y,
                                std::int64_t steps, double lr) {
@@ -105,7 +132,8 @@ NodeSet make_star_clients(const std::string& protocol, ProtocolParts& parts, con
   set.nodes.push_back(nullptr);
   for (int c = 0; c < clients; ++c)
     set.nodes.push_back(
-        std::make_unique<ServerClient>(*parts.task, c, work, parts.uplink->clone(), parts.downlink->clone()));
+        std::make_unique<ServerClient>(*parts.task, c, work, parts.uplink->clone(), parts.downlink->clone(),
+                                       parts.link_noise_std));
   return set;
 }
 

@@ -1,5 +1,6 @@
 // The client of the server-based protocols (FedAvg and the asynchronous servers): on each model
-// it trains locally as one compute job, then sends back its encoded update.
+// it trains locally as one compute job, then sends back its encoded update. A model arriving
+// while it still trains waits (the newest one only) and is trained on once the update is out.
 #pragma once
 #include "nodes/protocol.h"
 
@@ -18,6 +19,10 @@ Vector scaffold_client_control(const Vector& c_i, const Vector& c, const Vector&
                                std::int64_t steps, double lr);
 // [a; b] as one vector: SCAFFOLD's messages carry two model-sized vectors in one payload.
 Vector concat(const Vector& a, const Vector& b);
+
+// network.noise_std: adds N(0, std^2) from `rng` to every coordinate of a decoded payload
+// vector (nothing, and no draw, when std is 0).
+void add_link_noise(Vector& v, double std, Rng& rng);
 
 // The client nodes of a star: entry 0 (the server) is left empty for the caller. Throws
 // ConfigError naming topology.kind unless the topology is the star with node 0 at its centre.
