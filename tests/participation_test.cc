@@ -247,17 +247,22 @@ void expect_identical(const MemorySink& a, const MemorySink& b) {
   EXPECT_EQ(a.traffic_rows, b.traffic_rows);
 }
 
-TEST(OverSelection, KeepsExactlyTheFirstKUpdatesToArrive) {
-  auto p = plan({"protocol.overselect=1.5", "rounds=15"});  // K = 4 of 20, 6 asked
+// Runs an over-selecting FedAvg (K = 4 of 20, 6 asked) and replays its arrivals from the
+// network and compute models: each round must aggregate exactly the first K updates to arrive.
+void expect_fastest_k(const std::vector<std::string>& overrides) {
+  auto o = overrides;
+  o.insert(o.end(), {"protocol.overselect=1.5", "rounds=15"});
+  auto p = plan(o);
   const int d = static_cast<int>(p->model->num_params());
   const auto speeds = draw_speeds(p->sim.compute, 21, p->seed);
   const Network net(p->sim.network, 21);
-  const SimTime one_way = from_seconds(p->sim.network.latency_s) + net.transfer_time(Message::kHeaderBytes + 4 * d);
+  const std::int64_t bytes = Message::kHeaderBytes + 4 * d;
+  const SimTime latency = from_seconds(p->sim.network.latency_s);
   const auto& partition = p->task->partition;
   const std::int64_t steps = 5, batch = 16;
   auto sink = test::run_plan(*p);
-  // Replay the arrivals: round r starts when r - 1 closed; a client starts training when the model
-  // arrives or when its previous job ends, whichever is later.
+  // Round r starts when r - 1 closed; a client starts training when the model arrives or when its
+  // previous job ends, whichever is later.
   std::map<int, std::set<NodeId>> contacted, aggregated;
   for (const auto& t : sink.traffic_rows)
     if (t.src == 0) contacted[t.round].insert(t.dst);
@@ -272,10 +277,10 @@ TEST(OverSelection, KeepsExactlyTheFirstKUpdatesToArrive) {
     for (NodeId c : contacted[r]) {
       const auto n = static_cast<std::int64_t>(partition[static_cast<std::size_t>(c - 1)].size());
       const std::int64_t samples = samples_in_batches(n, batch, steps);
-      const SimTime begin = std::max(start + one_way, free[static_cast<std::size_t>(c)]);
+      const SimTime begin = std::max(start + latency + net.transfer_time(bytes, 0, c), free[static_cast<std::size_t>(c)]);
       const SimTime end = begin + from_seconds(static_cast<double>(samples) / speeds[static_cast<std::size_t>(c)]);
       free[static_cast<std::size_t>(c)] = end;
-      arrivals.push_back({end + one_way, c});
+      arrivals.push_back({end + latency + net.transfer_time(bytes, c, 0), c});
     }
     std::sort(arrivals.begin(), arrivals.end());
     std::set<NodeId> fastest;
@@ -284,6 +289,33 @@ TEST(OverSelection, KeepsExactlyTheFirstKUpdatesToArrive) {
     EXPECT_EQ(closed[r], arrivals[3].first) << "round " << r;  // the K-th arrival closes the round
   }
   EXPECT_GT(sum(sink, "late_updates"), 0.0);  // the slow third arrived after its round closed
+}
+
+TEST(OverSelection, KeepsExactlyTheFirstKUpdatesToArrive) { expect_fastest_k({}); }
+
+TEST(OverSelection, KeepsTheFirstKWithPerClientLinksAndAProfile) {
+  // Slow links matter: 1 Mbit/s median with a wide spread, and a profile that makes client 3
+  // (node 4) very fast at compute but on a slow uplink.
+  TempFile f("profile.csv", "node,speed,uplink_bps,downlink_bps\n4,1e6,2e5,1e7\n7,50,1e8,1e8\n");
+  auto p = plan({"network.bandwidth_mbps=1", "network.bandwidth_sigma=1", "profile=" + f.path});
+  EXPECT_EQ(p->sim.compute.node_speeds[4], 1e6);
+  EXPECT_EQ(p->sim.network.uplink(4), 2e5);
+  EXPECT_EQ(p->sim.network.downlink(7), 1e8);
+  EXPECT_EQ(p->sim.network.uplink(0), 1e6);  // the server keeps the configured rate
+  EXPECT_NE(p->sim.network.uplink(1), 1e6);
+  expect_fastest_k({"network.bandwidth_mbps=1", "network.bandwidth_sigma=1", "profile=" + f.path});
+}
+
+TEST(ClientProfile, BandwidthsAreLognormalAroundTheConfiguredRate) {
+  auto p = plan({"data.clients=600", "network.bandwidth_mbps=10", "network.bandwidth_sigma=0.7"});
+  std::vector<double> logs;
+  for (NodeId i = 1; i <= 600; ++i)
+    for (double bps : {p->sim.network.uplink(i), p->sim.network.downlink(i)}) logs.push_back(std::log(bps / 10e6));
+  double mean = 0.0, var = 0.0;
+  for (double l : logs) mean += l / static_cast<double>(logs.size());
+  for (double l : logs) var += (l - mean) * (l - mean) / static_cast<double>(logs.size() - 1);
+  EXPECT_NEAR(mean, 0.0, 5.0 * 0.7 / std::sqrt(1200.0));
+  EXPECT_NEAR(std::sqrt(var), 0.7, 5.0 * 0.7 / std::sqrt(2.0 * 1200.0));
 }
 
 TEST(Deadline, ClosesRoundsOnTimeAndIgnoresLateUpdates) {
@@ -404,6 +436,15 @@ TEST(Participation, ConfigErrors) {
   expect_error({"protocol.overselect=0.5"}, "protocol.overselect", "out of range");
   expect_error({"network.noise_std=0.1", "protocol.kind=gossip", "topology.kind=ring"}, "network.noise_std",
                "server-based");
+  const auto profile_error = [&](const std::string& text, const std::string& part) {
+    TempFile f("profile_bad.csv", text);
+    expect_error({"profile=" + f.path}, "profile", part);
+  };
+  profile_error("node,speed,uplink_bps,downlink_bps\n21,1,1,1\n", "profile_bad.csv:2: node must be a node id from 0 to 20");
+  profile_error("3,1,1,1\n3,2,2,2\n", "profile_bad.csv:2: node 3 appears twice");
+  profile_error("3,1,0,1\n", "profile_bad.csv:1: uplink_bps must be > 0");
+  profile_error("3,1,1\n", "expected 4 comma-separated fields");
+  expect_error({"network.bandwidth_sigma=-1"}, "network.bandwidth_sigma", "out of range");
   expect_error({"sampling.kind=lottery"}, "sampling.kind",
                "known: available, curriculum, power_of_choice, round_robin, uniform, weighted");
 }
