@@ -280,11 +280,10 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   Section availability = root.child("availability");
   const auto availability_kind = availability.get_choice("kind", "always", {"always", "markov", "trace"});
   plan->sim.dropout = availability.get_double("dropout", 0.0, 0.0, 1.0);
-  const bool rounds_based = protocol_kind == "fedavg" || protocol_kind == "scaffold";
-  if ((availability_kind != "always" || plan->sim.dropout > 0.0) && !rounds_based)
+  if ((availability_kind != "always" || plan->sim.dropout > 0.0) && !server_based)
     availability.fail(availability_kind != "always" ? "kind" : "dropout",
-                      "availability and dropout are simulated for the round-based servers fedavg and scaffold, not " +
-                          protocol_kind);
+                      "availability and dropout are simulated for the server-based protocols (fedavg, scaffold, "
+                      "fedbuff, fedasync, fedfix, afa), not " + protocol_kind);
   if (parts.link_noise_std > 0.0 && !server_based)
     network.fail("noise_std", "link noise is added to the models and updates of server-based protocols, not " + protocol_kind);
   if (availability_kind == "markov") {

@@ -412,6 +412,34 @@ TEST(Participation, DeterministicAcrossThreadCounts) {
   expect_identical(test::run_plan(*plan(s), 1), test::run_plan(*plan(s), 2));
 }
 
+TEST(AsyncParticipation, TimeoutsFreeLostClientsAndRunsStayDeterministic) {
+  for (const std::string kind : {"fedbuff", "fedasync", "fedfix"}) {
+    std::vector<std::string> o = {"protocol.kind=" + kind, "protocol.concurrency=6", "availability.kind=markov", "availability.mean_online_s=5",
+                                        "availability.mean_offline_s=5", "availability.dropout=0.2",
+                                        "protocol.deadline=2", "rounds=20"};
+    if (kind == "fedbuff") o.push_back("protocol.buffer=3");
+    if (kind == "fedfix") o.push_back("protocol.period_s=1");
+    const auto one = test::run_plan(*plan(o), 1);
+    EXPECT_EQ(static_cast<int>(rows(one, "test_accuracy").size()), 5) << kind;  // every 4th of 20 versions
+    EXPECT_GT(sum(one, "lost_trips"), 0.0) << kind;  // offline or dropped clients were given up
+    expect_identical(one, test::run_plan(*plan(o), 2));
+  }
+  // A timeout no trip reaches changes nothing but the two counters.
+  const std::vector<std::string> fedbuff = {"protocol.kind=fedbuff", "protocol.buffer=4", "rounds=8"};
+  auto with_timeout = fedbuff;
+  with_timeout.push_back("protocol.deadline=1000");
+  const auto a = test::run_plan(*plan(fedbuff)), b = test::run_plan(*plan(with_timeout));
+  for (const std::string name : {"test_accuracy", "train_loss", "bytes_total", "staleness_mean"}) {
+    const auto x = rows(a, name), y = rows(b, name);
+    ASSERT_EQ(x.size(), y.size());
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      EXPECT_EQ(x[i].time, y[i].time);
+      EXPECT_EQ(x[i].value, y[i].value) << name;
+    }
+  }
+  EXPECT_EQ(sum(b, "lost_trips"), 0.0);
+}
+
 TEST(Participation, ConfigErrors) {
   const auto expect_error = [](const std::vector<std::string>& o, const std::string& key, const std::string& part) {
     try {
@@ -424,9 +452,11 @@ TEST(Participation, ConfigErrors) {
   };
   expect_error({"availability.kind=markov"}, "protocol.deadline", "never answer");
   expect_error({"availability.dropout=0.1"}, "protocol.deadline", "never answer");
-  expect_error({"availability.kind=markov", "protocol.kind=fedbuff"}, "availability.kind", "fedavg and scaffold");
+  expect_error({"availability.kind=markov", "protocol.kind=fedbuff"}, "protocol.deadline", "never answer");
   expect_error({"availability.dropout=0.2", "protocol.kind=dpsgd", "topology.kind=ring"}, "availability.dropout",
-               "fedavg and scaffold");
+               "server-based protocols");
+  expect_error({"availability.kind=markov", "protocol.kind=fedbuff", "protocol.deadline=5", "protocol.poll_s=0"},
+               "protocol.poll_s", "out of range");
   expect_error({"availability.kind=trace", "protocol.deadline=5"}, "availability.path", "is required");
   expect_error({"availability.kind=trace", "availability.path=/nonexistent.csv", "protocol.deadline=5"},
                "availability.path", "cannot open");
