@@ -219,10 +219,13 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   const auto protocol_kind = protocol.get<std::string>("kind", "fedavg");
   protocol_registry().require(protocol_kind, protocol.path("kind"));  // fail before loading data
   const bool server_based = protocol_kind == "fedavg" || protocol_kind == "fedbuff" || protocol_kind == "fedasync" ||
-                            protocol_kind == "fedfix" || protocol_kind == "afa" || protocol_kind == "scaffold";
+                            protocol_kind == "fedfix" || protocol_kind == "afa" || protocol_kind == "scaffold" ||
+                            protocol_kind == "fedamd";
   // FedProx's anchor is the global model a client started from: only server-based clients have one.
   if (task->prox_mu != 0.0f && !server_based)
     train.fail("prox_mu", "the proximal term pulls towards the server's model; " + protocol_kind + " has none");
+  if (task->prox_mu != 0.0f && protocol_kind == "fedamd")
+    train.fail("prox_mu", "fedamd's miners step along the variance-reduced direction v; it has no proximal term");
   Section attack_section = root.child("attack");
   const AttackParams attack = read_attack(attack_section);
   if (attack.kind != AttackKind::kNone && protocol_kind != "fedavg" && protocol_kind != "dpsgd")
@@ -255,13 +258,16 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   if (const auto fb = downlink.get<std::string>("feedback", "none"); fb == "ef21" || fb == "econtrol")
     downlink.fail("feedback", "\"" + fb + "\" needs every receiver to get every message; downlink takes none or ef");
   parts.compressor_section = &uplink;
-  // SCAFFOLD sends [model; control] as one 2d vector: only element-wise encodings fit it.
-  if (protocol_kind == "scaffold")
+  // SCAFFOLD sends [model; control] as one 2d vector, FedAMD [model; v_glob] to miners, and its
+  // clients send gradients or model updates through the same codec: only element-wise encodings fit.
+  if (protocol_kind == "scaffold" || protocol_kind == "fedamd")
     for (Section* s : {&uplink, &downlink}) {
       const auto kind = s->get<std::string>("kind", "none");
+      const std::string what = protocol_kind == "scaffold" ? "scaffold sends [model; control] in one payload"
+                                                           : "fedamd sends [model; v_glob] in one payload and gradients and updates alike";
       if (kind != "none" && kind != "fp16" && kind != "bf16")
-        s->fail("kind", "scaffold sends [model; control] in one payload and takes none, fp16 or bf16, not \"" + kind + "\"");
-      if (s->get<std::string>("feedback", "none") != "none") s->fail("feedback", "scaffold takes no feedback");
+        s->fail("kind", what + " and takes none, fp16 or bf16, not \"" + kind + "\"");
+      if (s->get<std::string>("feedback", "none") != "none") s->fail("feedback", protocol_kind + " takes no feedback");
     }
   if (!server_based && protocol_kind != "dpsgd") {  // dpsgd compresses gossip the CHOCO way (nodes/dpsgd.cc)
     const auto kind = uplink.get<std::string>("kind", "none");
@@ -280,12 +286,15 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   Section availability = root.child("availability");
   const auto availability_kind = availability.get_choice("kind", "always", {"always", "markov", "trace"});
   plan->sim.dropout = availability.get_double("dropout", 0.0, 0.0, 1.0);
-  if ((availability_kind != "always" || plan->sim.dropout > 0.0) && !server_based)
+  // FedAMD's rounds wait for every anchor and miner, and its anchors' gradients are not models.
+  const bool participation = server_based && protocol_kind != "fedamd";
+  if ((availability_kind != "always" || plan->sim.dropout > 0.0) && !participation)
     availability.fail(availability_kind != "always" ? "kind" : "dropout",
                       "availability and dropout are simulated for the server-based protocols (fedavg, scaffold, "
                       "fedbuff, fedasync, fedfix, afa), not " + protocol_kind);
-  if (parts.link_noise_std > 0.0 && !server_based)
-    network.fail("noise_std", "link noise is added to the models and updates of server-based protocols, not " + protocol_kind);
+  if (parts.link_noise_std > 0.0 && !participation)
+    network.fail("noise_std", "link noise is added to the models and updates of fedavg, scaffold and the asynchronous servers, not " +
+                                    protocol_kind);
   if (availability_kind == "markov") {
     const double on = availability.get_double("mean_online_s", 600.0, 0.0, 1e12, true);
     const double off = availability.get_double("mean_offline_s", 600.0, 0.0, 1e12, true);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one experiment folder from scratch and rewrites the table in its README from the results
 # database (numbers are never typed by hand).
-#   experiments/run.sh gossip_steps|single_merge|variance_correction|zo_shared|compression|async|robust|heterogeneity|monna|participation [--target ACC] [--uplink] [--time]
+#   experiments/run.sh gossip_steps|single_merge|variance_correction|zo_shared|compression|async|robust|heterogeneity|monna|fedopt|participation [--target ACC] [--uplink] [--time]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 name=${1:?usage: experiments/run.sh NAME [--target ACC]}
@@ -22,7 +22,15 @@ table=$(/usr/bin/python3 scripts/summary_table.py "$db" "$@")
 # A README with a bytes block also gets scripts/bytes_per_step.py's table there.
 bytes=""
 if grep -q "<!-- bytes:start -->" "$dir/README.md"; then bytes=$(/usr/bin/python3 scripts/bytes_per_step.py "$db"); fi
-/usr/bin/python3 - "$dir/README.md" table "$table" bytes "$bytes" <<'PY'
+# A README with a pivot block gets the sweep named after the folder as a pivot table (first swept key
+# down, second across): the mean of the last 10 evaluations, then the final value.
+pivot=""
+if grep -q "<!-- pivot:start -->" "$dir/README.md"; then
+  pivot=$(/usr/bin/python3 scripts/sweep_table.py "$db" --sweep "$name" --stat tail --markdown
+          echo
+          /usr/bin/python3 scripts/sweep_table.py "$db" --sweep "$name" --stat final --markdown)
+fi
+/usr/bin/python3 - "$dir/README.md" table "$table" bytes "$bytes" pivot "$pivot" <<'PY'
 import re, sys
 path, *blocks = sys.argv[1:]
 text = open(path).read()

@@ -8,36 +8,95 @@
 
 namespace starling {
 
-TrainStats train_local(const Model& model, Optimizer& optimizer, const Dataset& data,
-                       std::span<const std::int32_t> indices, int epochs, int batch_size, Rng& rng, Vector& params,
-                       std::int64_t max_batches, const GradientTerms& terms) {
-  TrainStats stats;
+std::int64_t for_each_minibatch(const Dataset& data, std::span<const std::int32_t> indices, int epochs, int batch_size,
+                                Rng& rng, std::int64_t max_batches, const MinibatchStep& step) {
   std::int64_t batches = 0;
-  if (indices.empty()) return stats;
+  if (indices.empty()) return 0;
   std::vector<std::int32_t> order(indices.begin(), indices.end());
   std::vector<std::int32_t> labels(static_cast<std::size_t>(batch_size));
   Matrix batch;
-  Vector grad(model.num_params());
-  Workspace ws;
-  double loss_sum = 0.0;
   for (int e = 0; e < epochs && (max_batches == 0 || batches < max_batches); ++e) {
     rng.shuffle(std::span(order));
     for (std::size_t start = 0; start < order.size() && (max_batches == 0 || batches < max_batches);
          start += static_cast<std::size_t>(batch_size), ++batches) {
-      const auto n = static_cast<Eigen::Index>(std::min(order.size() - start, static_cast<std::size_t>(batch_size)));
-      const std::span<const std::int32_t> members(order.data() + start, static_cast<std::size_t>(n));
+      const auto n = std::min(order.size() - start, static_cast<std::size_t>(batch_size));
+      const std::span<const std::int32_t> members(order.data() + start, n);
       data.gather(members, batch);
-      for (std::size_t j = 0; j < members.size(); ++j) labels[j] = data.y[static_cast<std::size_t>(members[j])];
-      loss_sum += n * model.loss_and_gradient(params, batch, std::span(labels.data(), static_cast<std::size_t>(n)), grad, ws);
-      if (terms.prox_mu != 0.0f) grad += terms.prox_mu * (params - *terms.anchor);
-      if (terms.correction) grad += *terms.correction;
-      optimizer.step(params, grad);
-      stats.samples += n;
+      for (std::size_t j = 0; j < n; ++j) labels[j] = data.y[static_cast<std::size_t>(members[j])];
+      step(batch, std::span<const std::int32_t>(labels.data(), n));
     }
   }
-  stats.batches = batches;
+  return batches;
+}
+
+TrainStats train_local(const Model& model, Optimizer& optimizer, const Dataset& data,
+                       std::span<const std::int32_t> indices, int epochs, int batch_size, Rng& rng, Vector& params,
+                       std::int64_t max_batches, const GradientTerms& terms) {
+  TrainStats stats;
+  if (indices.empty()) return stats;
+  Vector grad(model.num_params());
+  Workspace ws;
+  double loss_sum = 0.0;
+  stats.batches = for_each_minibatch(
+      data, indices, epochs, batch_size, rng, max_batches,
+      [&](const Matrix& batch, std::span<const std::int32_t> labels) {
+        const auto n = static_cast<std::int64_t>(labels.size());
+        loss_sum += static_cast<double>(n) * model.loss_and_gradient(params, batch, labels, grad, ws);
+        if (terms.prox_mu != 0.0f) grad += terms.prox_mu * (params - *terms.anchor);
+        if (terms.correction) grad += *terms.correction;
+        optimizer.step(params, grad);
+        stats.samples += n;
+      });
   stats.mean_loss = loss_sum / static_cast<double>(stats.samples);
   return stats;
+}
+
+TrainStats train_sarah(const Model& model, Optimizer& optimizer, const Dataset& data,
+                       std::span<const std::int32_t> indices, int batch_size, Rng& rng, Vector& params, Vector& v,
+                       std::int64_t steps) {
+  TrainStats stats;
+  if (indices.empty() || steps <= 0) return stats;
+  Vector grad(model.num_params()), grad_prev(model.num_params()), prev = params, step_dir;
+  Workspace ws;
+  double loss_sum = 0.0;
+  stats.batches = for_each_minibatch(
+      data, indices, 1 << 30, batch_size, rng, steps, [&](const Matrix& batch, std::span<const std::int32_t> labels) {
+        const auto n = static_cast<std::int64_t>(labels.size());
+        loss_sum += static_cast<double>(n) * model.loss_and_gradient(params, batch, labels, grad, ws);
+        if (stats.samples > 0) {  // after the first step y_prev != y: the SARAH correction
+          model.loss_and_gradient(prev, batch, labels, grad_prev, ws);
+          v += grad - grad_prev;
+        }
+        prev = params;
+        step_dir = v;  // the optimizer may change its gradient argument (weight decay)
+        optimizer.step(params, step_dir);
+        stats.samples += n;
+      });
+  stats.mean_loss = loss_sum / static_cast<double>(stats.samples);
+  return stats;
+}
+
+double batch_gradient(const Model& model, const Dataset& data, std::span<const std::int32_t> samples,
+                      const Vector& params, Vector& grad, int chunk) {
+  grad = Vector::Zero(model.num_params());
+  if (samples.empty()) return 0.0;
+  Vector part(model.num_params());
+  Matrix features;
+  std::vector<std::int32_t> labels;
+  Workspace ws;
+  double loss_sum = 0.0;
+  for (std::size_t start = 0; start < samples.size(); start += static_cast<std::size_t>(chunk)) {
+    const auto n = std::min(samples.size() - start, static_cast<std::size_t>(chunk));
+    const auto members = samples.subspan(start, n);
+    data.gather(members, features);
+    labels.resize(n);
+    for (std::size_t j = 0; j < n; ++j) labels[j] = data.y[static_cast<std::size_t>(members[j])];
+    loss_sum += static_cast<double>(n) * model.loss_and_gradient(params, features, labels, part, ws);
+    grad += static_cast<float>(n) * part;  // sums of chunk gradients, divided once at the end
+  }
+  const auto total = static_cast<double>(samples.size());
+  grad /= static_cast<float>(total);
+  return loss_sum / total;
 }
 
 std::int64_t samples_in_batches(std::int64_t n, int batch_size, std::int64_t batches) {

@@ -1,5 +1,6 @@
 // Local training and evaluation: the real computation behind every simulated compute job.
 #pragma once
+#include <functional>
 #include <span>
 
 #include "core/rng.h"
@@ -27,6 +28,29 @@ struct GradientTerms {
 TrainStats train_local(const Model& model, Optimizer& optimizer, const Dataset& data,
                        std::span<const std::int32_t> indices, int epochs, int batch_size, Rng& rng, Vector& params,
                        std::int64_t max_batches = 0, const GradientTerms& terms = {});
+
+// The minibatch loop every local trainer shares: `epochs` passes over `indices`, reshuffled each
+// with `rng`, in minibatches of `batch_size` (the last of an epoch is short), stopping after
+// max_batches when > 0. `step` gets each minibatch's features (one sample per column, as
+// Dataset::gather) and labels. Returns the minibatches visited.
+using MinibatchStep = std::function<void(const Matrix& features, std::span<const std::int32_t> labels)>;
+std::int64_t for_each_minibatch(const Dataset& data, std::span<const std::int32_t> indices, int epochs, int batch_size,
+                                Rng& rng, std::int64_t max_batches, const MinibatchStep& step);
+
+// FedAMD's miner (card 8.1): `steps` SARAH-style steps from `params` (= x) with the direction `v`
+// (v_glob on entry). On each minibatch xi of the same loop as train_local (one epoch after another):
+//     v += grad F(y; xi) - grad F(y_prev; xi);   y_prev = y;   y <- optimizer step along v
+// (with plain SGD, y <- y - lr v). The first step's two points coincide, so it takes v as given and
+// costs one gradient; every later step costs two. mean_loss is that of F(y; xi).
+TrainStats train_sarah(const Model& model, Optimizer& optimizer, const Dataset& data,
+                       std::span<const std::int32_t> indices, int batch_size, Rng& rng, Vector& params, Vector& v,
+                       std::int64_t steps);
+
+// The mean loss gradient over all of `samples` at `params`, into `grad`; returns the mean loss.
+// Computed in chunks of at most `chunk` samples whose sums are added in order (a large batch
+// needs no whole-batch matrix).
+double batch_gradient(const Model& model, const Dataset& data, std::span<const std::int32_t> samples,
+                      const Vector& params, Vector& grad, int chunk = 1024);
 
 // Samples processed by `batches` minibatches of `batch_size` over epochs of `n` samples (the last
 // batch of an epoch is short): what a compute job of that many steps costs.

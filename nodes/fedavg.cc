@@ -33,9 +33,8 @@ class FedAvgServer final : public Node {
         noise_std_(parts.link_noise_std),
         // Which updates made a round is worth recording once rounds can leave clients out.
         partial_(rules.deadline > 0 || rules.overselect > 1.0 || parts.availability),
-        losses_(static_cast<std::size_t>(clients_), std::nan("")) {
+        sizes_(client_sizes(*parts.task)), losses_(static_cast<std::size_t>(clients_), std::nan("")) {
     if (scaffold_) control_ = Vector::Zero(model_.size());
-    for (const auto& p : task_.partition) sizes_.push_back(static_cast<std::int64_t>(p.size()));
   }
 
   void on_start(Context& ctx) override {
@@ -132,21 +131,16 @@ class FedAvgServer final : public Node {
       control_sum_.setZero();
     }
     updates_.clear();
-    auto& sink = ctx.metrics();
-    const SimTime t = ctx.now();
-    sink.metric(round_, t, kNoNode, "participants", static_cast<double>(contributions.size()));
-    sink.metric(round_, t, kNoNode, "train_loss", samples > 0 ? loss_sum / samples : 0.0);
+    record_server_round(ctx, task_, model_, round_, rounds_, eval_every_, static_cast<double>(contributions.size()),
+                        samples > 0 ? loss_sum / samples : 0.0);
     if (partial_) {
+      auto& sink = ctx.metrics();
+      const SimTime t = ctx.now();
       sink.metric(round_, t, kNoNode, "selected", selected_);
       sink.metric(round_, t, kNoNode, "contacted", static_cast<double>(expected_.size()));
       sink.metric(round_, t, kNoNode, "late_updates", late_);  // ignored since the previous round closed
       for (const auto& c : contributions) sink.metric(round_, t, c.sender, "aggregated", 1.0);
       late_ = 0;
-    }
-    if (round_ % eval_every_ == 0 || round_ == rounds_) {
-      const auto eval = evaluate(*task_.model, model_, *task_.test);
-      sink.metric(round_, t, kNoNode, "test_accuracy", eval.accuracy);
-      sink.metric(round_, t, kNoNode, "test_loss", eval.loss);
     }
     ctx.finish_round(round_);
     if (round_ == rounds_) ctx.stop();

@@ -19,6 +19,7 @@ const char* to_string(MessageKind kind) {
     case MessageKind::kAck: return "ack";
     case MessageKind::kMembership: return "membership";
     case MessageKind::kProjected: return "projected gradients";
+    case MessageKind::kAnchor: return "anchor request";
   }
   return "unknown";
 }

@@ -20,6 +20,7 @@ enum class MessageKind : std::uint8_t {
   kAck = 8,         // MoDeST aggregator -> trainer: contribution received
   kMembership = 9,  // MoDeST join or leave announcement: node id + view entry
   kProjected = 10,  // zo_shared: one iteration's projected gradients of the sender (S scalars)
+  kAnchor = 11,     // FedAMD server -> anchor client: the model; the reply is a large-batch gradient
 };
 
 struct Message {

@@ -12,6 +12,8 @@ ProtocolRegistry& protocol_registry() {
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedavg(s, parts)); });
     r.add("scaffold", "SCAFFOLD: FedAvg rounds whose local steps are corrected by control variates (option II)",
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_scaffold(s, parts)); });
+    r.add("fedamd", "FedAMD anchor sampling: anchors send large-batch gradients, miners take SARAH steps along their mean",
+          [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedamd(s, parts)); });
     r.add("dpsgd", "decentralized SGD: local training, then Q gossip steps with the mixing matrix W",
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_dpsgd(s, parts)); });
     r.add("gossip", "asynchronous gossip learning: Poisson wake-ups, train, push to a random neighbour, merge",

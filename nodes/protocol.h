@@ -67,6 +67,8 @@ ProtocolRegistry& protocol_registry();
 NodeSet make_fedavg(Section& protocol, ProtocolParts& parts);
 // SCAFFOLD: FedAvg's rounds with control variates (models and controls travel together).
 NodeSet make_scaffold(Section& protocol, ProtocolParts& parts);
+// FedAMD (card 8.1): sampled clients are anchors (large-batch gradient at x) or miners (SARAH steps).
+NodeSet make_fedamd(Section& protocol, ProtocolParts& parts);
 // D-PSGD: node c holds client c's partition; rounds of local training, then gossip with W.
 NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts);
 // Asynchronous gossip learning: Poisson wake-ups, train, push to a random neighbour, merge.

@@ -1,5 +1,6 @@
 #include "nodes/server_client.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "learning/training.h"
@@ -16,7 +17,8 @@ class ServerClient final : public Node {
         noise_std_(noise_std) {}
 
   void on_message(Context& ctx, Message&& m) override {
-    if (m.kind != MessageKind::kModel) throw Error("client: unexpected " + std::string(to_string(m.kind)) + " message");
+    if (m.kind != MessageKind::kModel && !(work_.fedamd && m.kind == MessageKind::kAnchor))
+      throw Error("client: unexpected " + std::string(to_string(m.kind)) + " message");
     if (training_) {  // still busy with an older model (a straggler the server gave up on)
       next_ = std::move(m);
       return;
@@ -46,6 +48,7 @@ class ServerClient final : public Node {
   void train(Context& ctx, const Message& m) {
     training_ = true;
     round_ = m.round;
+    if (work_.fedamd) return start_fedamd(ctx, m);
     const auto& indices = task_.partition[static_cast<std::size_t>(client_)];
     std::int64_t steps = work_.steps;
     if (work_.max_steps > 0)
@@ -92,6 +95,50 @@ class ServerClient final : public Node {
                 round_);
   }
 
+  // FedAMD's anchor (a large-batch gradient at x) or miner (SARAH steps from x along v_glob).
+  void start_fedamd(Context& ctx, const Message& m) {
+    const auto& indices = task_.partition[static_cast<std::size_t>(client_)];
+    const auto n = static_cast<std::int64_t>(indices.size());
+    auto& compression = ctx.rng(Purpose::kCompression);
+    if (m.kind == MessageKind::kAnchor) {
+      const std::int64_t take = work_.anchor_batch > 0 ? std::min(work_.anchor_batch, n) : n;
+      ctx.compute(take,
+                  [this, &indices, n, take, model = m.payload, &draw = ctx.rng(Purpose::kAnchor), &compression] {
+                    const Vector x = downlink_->decode(*model, task_.model->num_params());
+                    std::vector<std::int32_t> batch(indices.begin(), indices.end());
+                    if (take < n) {  // a fresh uniform subset of the partition, without replacement
+                      batch.clear();
+                      for (auto i : draw.sample_without_replacement(static_cast<std::int32_t>(n), static_cast<std::int32_t>(take)))
+                        batch.push_back(indices[static_cast<std::size_t>(i)]);
+                      std::sort(batch.begin(), batch.end());
+                    }
+                    Vector gradient;
+                    stats_ = TrainStats{.samples = take, .batches = 0,
+                                        .mean_loss = batch_gradient(*task_.model, *task_.train, batch, x, gradient)};
+                    update_ = uplink_->encode(gradient, compression);
+                  },
+                  round_);
+      return;
+    }
+    // Every step but the first evaluates two gradients on its minibatch.
+    const std::int64_t samples = 2 * samples_in_batches(n, task_.batch_size, work_.steps) -
+                                 std::min<std::int64_t>(n, task_.batch_size);
+    ctx.compute(std::max<std::int64_t>(samples, 0),
+                [this, &indices, model = m.payload, &shuffle = ctx.rng(Purpose::kDataShuffle), &compression] {
+                  const std::int64_t d = task_.model->num_params();
+                  Vector x = downlink_->decode(*model, 2 * d);
+                  Vector v = x.tail(d);
+                  x.conservativeResize(d);
+                  Vector y = x;
+                  auto optimizer = task_.optimizer->clone();
+                  stats_ = train_sarah(*task_.model, *optimizer, *task_.train, indices, task_.batch_size, shuffle, y, v,
+                                       work_.steps);
+                  y -= x;  // the update y - x: the server steps x <- x + eta_g mean(y - x)
+                  update_ = uplink_->encode(y, compression);
+                },
+                round_);
+  }
+
   const LearningTask& task_;
   int client_;
   LocalWork work_;
@@ -107,9 +154,28 @@ class ServerClient final : public Node {
 
 }  // namespace
 
+void record_server_round(Context& ctx, const LearningTask& task, const Vector& model, int round, int rounds,
+                         int eval_every, double participants, double train_loss) {
+  auto& sink = ctx.metrics();
+  const SimTime t = ctx.now();
+  sink.metric(round, t, kNoNode, "participants", participants);
+  sink.metric(round, t, kNoNode, "train_loss", train_loss);
+  if (round % eval_every == 0 || round == rounds) {
+    const auto eval = evaluate(*task.model, model, *task.test);
+    sink.metric(round, t, kNoNode, "test_accuracy", eval.accuracy);
+    sink.metric(round, t, kNoNode, "test_loss", eval.loss);
+  }
+}
+
 void add_link_noise(Vector& v, double std, Rng& rng) {
   if (std == 0.0) return;
   for (Eigen::Index i = 0; i < v.size(); ++i) v[i] += static_cast<float>(std * rng.normal());
+}
+
+std::vector<std::int64_t> client_sizes(const LearningTask& task) {
+  std::vector<std::int64_t> sizes;
+  for (const auto& p : task.partition) sizes.push_back(static_cast<std::int64_t>(p.size()));
+  return sizes;
 }
 
 Vector scaffold_client_control(const Vector& c_i, const Vector& c, const Vector& x, const Vector& y,

@@ -164,6 +164,26 @@ class ScriptsTest(unittest.TestCase):
         self.assertIn(f"{mean:.4f} ±", row)
         self.assertIn("(n=2)", row)
 
+    def test_sweep_table_tail_averages_the_last_values(self):
+        out, _ = self.script("sweep_table.py", self.db, "--sweep", "tiny_sweep", "--stat", "tail", "--tail", "2",
+                             "--markdown")
+        per_run = self.query(
+            "SELECT m.run_id, m.value FROM metrics m JOIN sweep_params a ON a.run_id = m.run_id AND a.key = 'train.lr' "
+            "AND a.value = '0.1' JOIN sweep_params b ON b.run_id = m.run_id AND b.key = 'sampling.fraction' "
+            "AND b.value = '0.6' WHERE m.name = 'test_accuracy' AND m.node IS NULL ORDER BY m.run_id, m.round DESC")
+        tails = {}
+        for run_id, value in per_run:
+            tails.setdefault(run_id, [])
+            if len(tails[run_id]) < 2:
+                tails[run_id].append(value)
+        mean = sum(sum(v) / len(v) for v in tails.values()) / len(tails)
+        row = next(line for line in out.splitlines() if line.startswith("| 0.1 |"))
+        self.assertIn(f"{mean:.4f} ±", row)
+        self.assertIn("|---|", out)
+        _, err = self.script("sweep_table.py", self.db, "--sweep", "tiny_sweep", "--stat", "tail", "--tail", "0",
+                             expect=2)
+        self.assertIn("--tail", err)
+
     # -- bytes_per_step.py
     def test_bytes_per_step_divides_by_rounds_and_participants(self):
         out, _ = self.script("bytes_per_step.py", self.db)
