@@ -1,9 +1,11 @@
 #include "config/experiment.h"
 
+#include <cmath>
 #include <filesystem>
 #include <set>
 
 #include "learning/partition.h"
+#include "sim/availability.h"
 
 namespace starling {
 
@@ -145,6 +147,50 @@ ComputeParams read_compute(Section s) {
   return p;
 }
 
+// Per-node link rates drawn around the configured ones (network.bandwidth_sigma), then the
+// per-node speeds and rates of a CSV profile. A server keeps the configured rates.
+void read_profiles(Section& root, Section& network, RunPlan& plan, bool server_based) {
+  const auto nodes = plan.nodes.nodes.size();
+  auto& net = plan.sim.network;
+  const double sigma = network.get_double("bandwidth_sigma", 0.0, 0.0, 10.0);
+  const auto per_node = [&] {
+    if (net.node_uplink_bps.empty()) {
+      net.node_uplink_bps.assign(nodes, net.uplink_bps);
+      net.node_downlink_bps.assign(nodes, net.downlink_bps);
+    }
+  };
+  if (sigma > 0.0) {
+    per_node();
+    for (std::size_t i = server_based ? 1 : 0; i < nodes; ++i) {
+      Rng rng(plan.seed, static_cast<NodeId>(i), Purpose::kClientProfile);
+      net.node_uplink_bps[i] *= std::exp(sigma * rng.normal());
+      net.node_downlink_bps[i] *= std::exp(sigma * rng.normal());
+    }
+  }
+  const auto path = root.get<std::string>("profile", "");
+  if (path.empty()) return;
+  per_node();
+  plan.sim.compute.node_speeds.assign(nodes, 0.0);
+  std::vector<bool> seen(nodes, false);
+  for (const CsvRow& row : read_numeric_csv(path, {"node", "speed", "uplink_bps", "downlink_bps"}, "profile")) {
+    const auto where = path + ":" + std::to_string(row.line) + ": ";
+    const double node = row.values[0];
+    if (node != std::floor(node) || node < 0 || node >= static_cast<double>(nodes))
+      throw ConfigError("profile", where + "node must be a node id from 0 to " + std::to_string(nodes - 1) +
+                                       " (as in the results database)");
+    const auto i = static_cast<std::size_t>(node);
+    if (seen[i]) throw ConfigError("profile", where + "node " + std::to_string(i) + " appears twice");
+    seen[i] = true;
+    for (std::size_t k = 1; k < 4; ++k)
+      if (row.values[k] <= 0.0)
+        throw ConfigError("profile", where + std::string(k == 1 ? "speed" : k == 2 ? "uplink_bps" : "downlink_bps") +
+                                         " must be > 0");
+    plan.sim.compute.node_speeds[i] = row.values[1];
+    net.node_uplink_bps[i] = row.values[2];
+    net.node_downlink_bps[i] = row.values[3];
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string& default_name) {
@@ -255,7 +301,32 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
     if (uplink.get<std::string>("feedback", "none") != "none")
       uplink.fail("feedback", protocol_kind + " sends whole models; feedback applies to compressed updates (fedavg, dpsgd)");
   }
-  plan->sim.network = read_network(root.child("network"));
+  Section network = root.child("network");
+  plan->sim.network = read_network(network);
+  // Participation: who is online when, who drops out, how noisy links are (sim/availability.h).
+  parts.link_noise_std = network.get_double("noise_std", 0.0, 0.0);
+  Section availability = root.child("availability");
+  const auto availability_kind = availability.get_choice("kind", "always", {"always", "markov", "trace"});
+  plan->sim.dropout = availability.get_double("dropout", 0.0, 0.0, 1.0);
+  // FedAMD's rounds wait for every anchor and miner, and its anchors' gradients are not models.
+  const bool participation = server_based && protocol_kind != "fedamd";
+  if ((availability_kind != "always" || plan->sim.dropout > 0.0) && !participation)
+    availability.fail(availability_kind != "always" ? "kind" : "dropout",
+                      "availability and dropout are simulated for the server-based protocols (fedavg, scaffold, "
+                      "fedbuff, fedasync, fedfix, afa), not " + protocol_kind);
+  if (parts.link_noise_std > 0.0 && !participation)
+    network.fail("noise_std", "link noise is added to the models and updates of fedavg, scaffold and the asynchronous servers, not " +
+                                    protocol_kind);
+  if (availability_kind == "markov") {
+    const double on = availability.get_double("mean_online_s", 600.0, 0.0, 1e12, true);
+    const double off = availability.get_double("mean_offline_s", 600.0, 0.0, 1e12, true);
+    plan->sim.availability = std::make_shared<MarkovAvailability>(plan->seed, clients + 1, 1, on, off);
+  } else if (availability_kind == "trace") {
+    const auto path = availability.require<std::string>("path");
+    plan->sim.availability = std::make_shared<TraceAvailability>(path, clients + 1, 1, availability.path("path"));
+  }
+  parts.availability = plan->sim.availability;
+  parts.lossy = plan->sim.availability != nullptr || plan->sim.dropout > 0.0;
   plan->sim.compute = read_compute(root.child("compute"));
   plan->sim.seed = plan->seed;
   plan->db_path = root.child("log").get<std::string>("db", "results/starling.db");
@@ -289,6 +360,7 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   parts.initial_model = plan->model->init(init_rng);
   plan->nodes = std::move(*protocol_registry().create(protocol_kind, protocol.path("kind"), protocol, parts));
   plan->task = std::move(task);
+  read_profiles(root, network, *plan, server_based);
   root.reject_unknown_keys();  // last: every plugin has read its keys by now
 
   YAML::Emitter out;

@@ -30,6 +30,10 @@ enum class Purpose : std::uint32_t {
   kLocalSteps = 13,    // clients that choose their own number of local steps (AFA, card 8.2)
   kAttack = 14,        // who the Byzantine clients are; their noise (substreams per node and round)
   kAnchor = 16,        // FedAMD (card 8.1): which sampled clients are anchors; anchors' large batches
+  kAvailability = 18,  // Markov on/off durations of each node
+  kDropout = 19,       // whether a node's finished compute job is lost (one draw per job)
+  kLinkNoise = 20,     // network.noise_std: Gaussian noise added to received payload vectors
+  kClientProfile = 21, // per-node link bandwidths drawn from a distribution
   kTest = 1000,
 };
 

@@ -41,6 +41,8 @@ struct AsyncSettings {
   double alpha = 0.6;       // fedasync
   SimTime period = 0;       // fedfix
   double server_lr = 1.0;   // afa: eta
+  SimTime timeout = 0;      // > 0: a trip unanswered this long is given up (the client is free again)
+  SimTime poll = 0;         // with availability: retry filling idle slots this often
 };
 
 class AsyncServer final : public Node {
@@ -49,8 +51,9 @@ class AsyncServer final : public Node {
       : task_(*parts.task), settings_(settings), rounds_(parts.rounds), eval_every_(parts.eval_every),
         model_(parts.initial_model), aggregator_(std::move(parts.aggregator)),
         optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
-        uplink_decoder_(parts.uplink->clone()), attack_(parts.attack), busy_(parts.task->partition.size(), false),
-        latest_(settings.mode == Mode::kAfaCs ? busy_.size() : 0) {
+        uplink_decoder_(parts.uplink->clone()), attack_(parts.attack), noise_std_(parts.link_noise_std),
+        busy_(parts.task->partition.size(), false), latest_(settings.mode == Mode::kAfaCs ? busy_.size() : 0),
+        availability_(parts.availability), trip_round_(busy_.size(), 0), trip_id_(busy_.size(), 0) {
     for (const auto& p : task_.partition) total_samples_ += static_cast<double>(p.size());
   }
 
@@ -63,13 +66,22 @@ class AsyncServer final : public Node {
 
   void on_message(Context& ctx, Message&& m) override {
     const auto client = static_cast<std::size_t>(m.sender - 1);
-    if (m.kind != MessageKind::kUpdate || m.sender < 1 || client >= busy_.size() || !busy_[client])
+    const bool known = m.kind == MessageKind::kUpdate && m.sender >= 1 && client < busy_.size();
+    if (known && settings_.timeout > 0 && (!busy_[client] || m.round != trip_round_[client])) {
+      ++late_;  // the answer to a trip given up: ignored
+      return;
+    }
+    if (!known || !busy_[client])
       throw Error("async server: unexpected " + std::string(to_string(m.kind)) + " message from node " +
                   std::to_string(m.sender));
+    // An update computed on the same version as the current trip's answers it (the same model),
+    // even if it comes from an earlier trip given up.
     busy_[client] = false;
     --busy_count_;
+    open_trips_.erase(trip_id_[client]);
     Arrival a{m.sender, uplink_decoder_->receive(m.sender, m.payload_bytes(), model_.size()), version_ - (m.round - 1),
               m.num_samples, m.loss};
+    add_link_noise(a.update, noise_std_, ctx.rng(Purpose::kLinkNoise));
     switch (settings_.mode) {
       case Mode::kFedAsync: {
         // x <- (1 - a) x + a x_client, as the step a (x_client - x) through the server optimizer.
@@ -110,13 +122,36 @@ class AsyncServer final : public Node {
       dispatch(ctx);
       return;
     }
+    if (tag == kPoll) {
+      poll_pending_ = false;
+      dispatch(ctx);
+      return;
+    }
+    if (tag >= kTripTimeout) {  // a trip's timeout: if still open, the client is lost for it
+      const auto trip = open_trips_.find(tag - kTripTimeout);
+      if (trip == open_trips_.end()) return;
+      const auto c = static_cast<std::size_t>(trip->second);
+      open_trips_.erase(trip);
+      busy_[c] = false;
+      --busy_count_;
+      ++lost_;
+      if (settings_.mode == Mode::kFedAsync) {
+        auto pulled = pulled_.find(trip_round_[c] - 1);
+        if (--pulled->second.holders == 0) pulled_.erase(pulled);
+      }
+      if (!dispatch_pending_) {
+        dispatch_pending_ = true;
+        ctx.set_timer(0, kDispatch);
+      }
+      return;
+    }
     ctx.set_timer(settings_.period, kTick);
     if (!arrivals_.empty() && !apply_buffer(ctx)) return;
     dispatch(ctx);
   }
 
  private:
-  enum Tag { kDispatch = 1, kTick = 2 };
+  enum Tag { kDispatch = 1, kTick = 2, kPoll = 3, kTripTimeout = 4 };  // kTripTimeout + trip id
   struct Arrival {
     NodeId sender;
     Vector update;
@@ -132,9 +167,15 @@ class AsyncServer final : public Node {
   // Sends the current model to uniformly drawn idle clients until `concurrency` are busy.
   void dispatch(Context& ctx) {
     std::vector<int> idle;
-    for (std::size_t c = 0; c < busy_.size(); ++c)
-      if (!busy_[c]) idle.push_back(static_cast<int>(c));
+    const SimTime now = ctx.now();
+    for (std::size_t c = 0; c < busy_.size(); ++c)  // offline clients are sent nothing
+      if (!busy_[c] && (!availability_ || availability_->online(static_cast<NodeId>(c + 1), now)))
+        idle.push_back(static_cast<int>(c));
     const int k = std::min(settings_.concurrency - busy_count_, static_cast<int>(idle.size()));
+    if (availability_ && busy_count_ + std::max(k, 0) < settings_.concurrency && !poll_pending_) {
+      poll_pending_ = true;  // too few clients online: look again later
+      ctx.set_timer(settings_.poll, kPoll);
+    }
     if (k <= 0) return;
     auto picks = ctx.rng(Purpose::kSampling).sample_without_replacement(static_cast<std::int32_t>(idle.size()), k);
     std::sort(picks.begin(), picks.end());
@@ -153,6 +194,12 @@ class AsyncServer final : public Node {
       ++busy_count_;
       m.receiver = c + 1;
       ctx.send(m);
+      trip_round_[static_cast<std::size_t>(c)] = m.round;
+      trip_id_[static_cast<std::size_t>(c)] = ++trips_;
+      if (settings_.timeout > 0) {
+        open_trips_[trips_] = c;
+        ctx.set_timer(settings_.timeout, static_cast<int>(kTripTimeout + trips_));
+      }
     }
   }
 
@@ -235,6 +282,11 @@ class AsyncServer final : public Node {
     sink.metric(version_, t, kNoNode, "train_loss", samples > 0 ? loss / samples : 0.0);
     sink.metric(version_, t, kNoNode, "staleness_mean", staleness / count);
     if (settings_.mode == Mode::kAfaCs) sink.metric(version_, t, kNoNode, "contributions", contributions_);
+    if (settings_.timeout > 0) {  // trips given up, and their answers that came anyway
+      sink.metric(version_, t, kNoNode, "lost_trips", lost_);
+      sink.metric(version_, t, kNoNode, "late_updates", late_);
+      lost_ = late_ = 0;
+    }
     if (version_ % eval_every_ == 0 || version_ == rounds_) {
       const auto eval = evaluate(*task_.model, model_, *task_.test);
       sink.metric(version_, t, kNoNode, "test_accuracy", eval.accuracy);
@@ -256,6 +308,7 @@ class AsyncServer final : public Node {
   std::unique_ptr<Compressor> downlink_, uplink_decoder_;
   std::shared_ptr<const Attack> attack_;
   std::deque<std::pair<NodeId, Vector>> recent_honest_;  // fedasync under alie/ipm
+  double noise_std_;
   std::vector<bool> busy_;  // per client: training on a model we sent
   int busy_count_ = 0;
   int version_ = 0;         // model updates applied so far
@@ -265,6 +318,13 @@ class AsyncServer final : public Node {
   std::vector<std::optional<Vector>> latest_;   // afa-cs: each client's latest update
   int contributions_ = 0;
   std::map<int, Pulled> pulled_;                // fedasync: version -> model
+  std::shared_ptr<const Availability> availability_;
+  std::vector<int> trip_round_;                 // per client: the round its current trip was sent with
+  std::vector<int> trip_id_;                    // per client: its current trip
+  int trips_ = 0;                               // trips so far
+  std::map<int, int> open_trips_;               // with a timeout: trip -> client, until answered or given up
+  bool poll_pending_ = false;
+  int lost_ = 0, late_ = 0;
 };
 
 AsyncSettings read_common(Section& protocol, ProtocolParts& parts, Mode mode) {
@@ -272,6 +332,11 @@ AsyncSettings read_common(Section& protocol, ProtocolParts& parts, Mode mode) {
   AsyncSettings s;
   s.mode = mode;
   s.concurrency = static_cast<int>(protocol.get_int("concurrency", std::min(10, clients), 1, clients));
+  s.timeout = from_seconds(protocol.get_double("deadline", 0.0, 0.0));
+  if (parts.lossy && s.timeout == 0)
+    protocol.fail("deadline", "clients that go offline or drop out never answer; give each trip a deadline in virtual "
+                              "seconds after which the client is given up (e.g. protocol.deadline: 60)");
+  if (parts.availability) s.poll = from_seconds(protocol.get_double("poll_s", 1.0, 0.0, 1e9, true));
   return s;
 }
 

@@ -4,6 +4,7 @@
 // their b_i at x, and miners, which run SARAH-style steps from x along v_glob; only the miners'
 // updates move x. The clients are the star's ServerClient in its FedAMD mode.
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -25,7 +26,8 @@ class FedAmdServer final : public Node {
         model_(parts.initial_model), sampler_(std::move(parts.sampler)), aggregator_(std::move(parts.aggregator)),
         optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
         uplink_decoder_(parts.uplink->clone()), clients_(static_cast<int>(parts.task->partition.size())),
-        table_(static_cast<std::size_t>(clients_)) {}
+        table_(static_cast<std::size_t>(clients_)), sizes_(client_sizes(*parts.task)),
+        losses_(static_cast<std::size_t>(clients_), std::nan("")) {}
 
   // Round 0 (its bytes and time count towards round 1): every client's b_i at x_0.
   void on_start(Context& ctx) override {
@@ -42,6 +44,7 @@ class FedAmdServer final : public Node {
     auto& r = received_[m.sender];
     r.samples = m.num_samples;
     r.loss = m.loss;
+    losses_[static_cast<std::size_t>(m.sender - 1)] = static_cast<double>(m.loss);  // what loss-based samplers see
     Vector v = uplink_decoder_->receive(m.sender, m.payload_bytes(), model_.size());
     if (anchors_.count(m.sender)) table_[static_cast<std::size_t>(m.sender - 1)] = std::move(v);
     else r.update = std::move(v);
@@ -88,7 +91,8 @@ class FedAmdServer final : public Node {
 
   void start_round(Context& ctx, int round) {
     round_ = round;
-    const std::vector<int> clients = sampler_->sample(round, clients_, ctx.rng(Purpose::kSampling));
+    const std::vector<int> clients = sampler_->sample(ClientPool{round, clients_, &sizes_, &losses_, {}},
+                                                      sampler_->per_round(clients_), ctx.rng(Purpose::kSampling));
     std::vector<bool> anchor(clients.size());
     for (std::size_t i = 0; i < clients.size(); ++i)
       anchor[i] = params_.period > 0 ? (round - 1) % params_.period == 0 : ctx.rng(Purpose::kAnchor).uniform() < params_.p;
@@ -123,6 +127,8 @@ class FedAmdServer final : public Node {
   std::unique_ptr<Compressor> downlink_, uplink_decoder_;
   int clients_;
   std::vector<Vector> table_;  // b_i of client i (node i + 1)
+  std::vector<std::int64_t> sizes_;  // training samples per client
+  std::vector<double> losses_;       // last loss each client reported (NaN: never)
   int round_ = 0;
   std::set<NodeId> expected_, anchors_;
   std::map<NodeId, Received> received_;

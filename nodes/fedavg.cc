@@ -1,6 +1,7 @@
 // FedAvg (McMahan et al., 2017) as message handlers, and SCAFFOLD (Karimireddy et al., 2020) as
 // the same rounds with a global control variate c sent along with the model; SCALLION and SCAFCOM
 // (Huang, Li, Li, ICLR 2024) as SCAFFOLD whose clients send one compressed vector.
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -11,9 +12,16 @@ namespace starling {
 
 namespace {
 
+// Deadline and over-selection (FedScale's): `overselect` x K clients are asked, the first K
+// updates to arrive make the round, and a round also ends `deadline` after it started.
+struct RoundRules {
+  SimTime deadline = 0;  // 0: wait for the K updates
+  double overselect = 1.0;
+};
+
 class FedAvgServer final : public Node, public HoldsControl {
  public:
-  FedAvgServer(ProtocolParts& parts, const LocalWork& work)
+  FedAvgServer(ProtocolParts& parts, const LocalWork& work, const RoundRules& rules)
       : task_(*parts.task), work_(work), controls_(work.controls != Controls::kNone), rounds_(parts.rounds),
         eval_every_(parts.eval_every), model_(parts.initial_model),
         sampler_(std::move(parts.sampler)), aggregator_(std::move(parts.aggregator)),
@@ -22,8 +30,14 @@ class FedAvgServer final : public Node, public HoldsControl {
         control_decoder_(work.controls == Controls::kScaffold ? parts.uplink_operator->clone() : nullptr),
         attack_(parts.attack),
         // An attack replaces decoded updates, so each one is decoded.
-        sum_encodings_(uplink_decoder_->linear() && aggregator_->is_weighted_mean() && !attack_ && !controls_),
-        clients_(static_cast<int>(parts.task->partition.size())) {
+        // Link noise is added to each decoded update, so each one is decoded too.
+        sum_encodings_(uplink_decoder_->linear() && aggregator_->is_weighted_mean() && !attack_ && !controls_ &&
+                       parts.link_noise_std == 0.0),
+        clients_(static_cast<int>(parts.task->partition.size())), rules_(rules), availability_(parts.availability),
+        noise_std_(parts.link_noise_std),
+        // Which updates made a round is worth recording once rounds can leave clients out.
+        partial_(rules.deadline > 0 || rules.overselect > 1.0 || parts.availability),
+        sizes_(client_sizes(*parts.task)), losses_(static_cast<std::size_t>(clients_), std::nan("")) {
     if (controls_) control_ = Vector::Zero(model_.size());
   }
 
@@ -36,25 +50,37 @@ class FedAvgServer final : public Node, public HoldsControl {
   }
 
   void on_message(Context& ctx, Message&& m) override {
+    if (m.kind == MessageKind::kUpdate && m.round < round_ && m.sender >= 1 && m.sender <= clients_) {
+      // Too late: the round closed without it (deadline, or K faster updates). Ignored, but the
+      // server has heard the client's loss.
+      losses_[static_cast<std::size_t>(m.sender - 1)] = static_cast<double>(m.loss);
+      ++late_;
+      return;
+    }
     if (m.kind != MessageKind::kUpdate || m.round != round_ || !expected_.count(m.sender) || updates_.count(m.sender))
       throw Error("fedavg server: unexpected " + std::string(to_string(m.kind)) + " message from node " +
                   std::to_string(m.sender) + " in round " + std::to_string(m.round));
     auto& u = updates_[m.sender];
     const std::int64_t d = model_.size();
+    Rng& noise = ctx.rng(Purpose::kLinkNoise);
     switch (work_.controls) {
       case Controls::kNone:
         if (sum_encodings_) u.encoded = m.payload;
         else u.update = uplink_decoder_->receive(m.sender, m.payload_bytes(), d);
+        add_link_noise(u.update, noise_std_, noise);
         break;
       case Controls::kScaffold: {  // C(dy) goes through the aggregator as FedAvg's update, C(dc) is summed
         const auto [dy, dc] = unpack_pair(m.payload_bytes(), "scaffold update");
         u.update = uplink_decoder_->receive(m.sender, dy, d);
         u.control = control_decoder_->receive(m.sender, dc, d);
+        add_link_noise(u.update, noise_std_, noise);
+        add_link_noise(u.control, noise_std_, noise);
         break;
       }
       case Controls::kScallion:
       case Controls::kScafcom: {  // delta is summed for c and stands for the displacement -K lr (c + delta)
         u.control = uplink_decoder_->receive(m.sender, m.payload_bytes(), d);
+        add_link_noise(u.control, noise_std_, noise);
         u.update = control_displacement(
             control_, u.control, local_batches(m.num_samples, task_.batch_size, task_.local_epochs, work_.steps),
             task_.optimizer->lr());
@@ -63,7 +89,12 @@ class FedAvgServer final : public Node, public HoldsControl {
     }
     u.samples = m.num_samples;
     u.loss = m.loss;
-    if (updates_.size() == expected_.size()) finish_round(ctx);
+    losses_[static_cast<std::size_t>(m.sender - 1)] = static_cast<double>(m.loss);
+    if (static_cast<int>(updates_.size()) == target_) finish_round(ctx);
+  }
+
+  void on_timer(Context& ctx, int round) override {
+    if (round == round_) finish_round(ctx);  // the deadline of a round still open
   }
 
  private:
@@ -83,11 +114,22 @@ class FedAvgServer final : public Node, public HoldsControl {
     m.kind = MessageKind::kModel;
     m.round = round;
     m.set_payload(downlink_->encode(controls_ ? concat(model_, control_) : model_, ctx.rng(Purpose::kCompression)));
-    for (int c : sampler_->sample(round, clients_, ctx.rng(Purpose::kSampling))) {
+    const int k = sampler_->per_round(clients_);
+    const int asked = std::min(clients_, static_cast<int>(std::ceil(rules_.overselect * k - 1e-9)));
+    ClientPool pool{round, clients_, &sizes_, &losses_, {}};
+    const SimTime now = ctx.now();
+    if (availability_) pool.online = [&](int c) { return availability_->online(c + 1, now); };
+    selected_ = 0;
+    for (int c : sampler_->sample(pool, asked, ctx.rng(Purpose::kSampling))) {
+      ++selected_;
+      if (!pool.reachable(c)) continue;  // an offline client is sent nothing
       m.receiver = c + 1;
       expected_.insert(m.receiver);
       ctx.send(m);
     }
+    target_ = std::min(k, static_cast<int>(expected_.size()));
+    if (rules_.deadline > 0) ctx.set_timer(rules_.deadline, round);
+    else if (target_ == 0) finish_round(ctx);  // nobody to wait for (cannot happen without a deadline)
   }
 
   void finish_round(Context& ctx) {
@@ -106,9 +148,10 @@ class FedAvgServer final : public Node, public HoldsControl {
       samples += static_cast<double>(u.samples);
     }
     if (attack_) attack_->corrupt(round_, decoded);
-    optimizer_->apply(model_, sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
-                                             : aggregator_->combine(contributions));
-    if (controls_) {  // c += (alpha/N) sum_S dc, summed in sender order: what keeps c the mean of all N c_i
+    if (!contributions.empty())  // a round no update reached leaves the model as it was
+      optimizer_->apply(model_, sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
+                                               : aggregator_->combine(contributions));
+    if (controls_ && !updates_.empty()) {  // c += (alpha/N) sum_S dc, summed in sender order: what keeps c the mean of all N c_i
       Vector sum = Vector::Zero(model_.size());
       for (const auto& [sender, u] : updates_) sum += u.control;
       if (work_.alpha != 1.0) sum *= static_cast<float>(work_.alpha);
@@ -117,6 +160,15 @@ class FedAvgServer final : public Node, public HoldsControl {
     updates_.clear();
     record_server_round(ctx, task_, model_, round_, rounds_, eval_every_, static_cast<double>(contributions.size()),
                         samples > 0 ? loss_sum / samples : 0.0);
+    if (partial_) {
+      auto& sink = ctx.metrics();
+      const SimTime t = ctx.now();
+      sink.metric(round_, t, kNoNode, "selected", selected_);
+      sink.metric(round_, t, kNoNode, "contacted", static_cast<double>(expected_.size()));
+      sink.metric(round_, t, kNoNode, "late_updates", late_);  // ignored since the previous round closed
+      for (const auto& c : contributions) sink.metric(round_, t, c.sender, "aggregated", 1.0);
+      late_ = 0;
+    }
     ctx.finish_round(round_);
     if (round_ == rounds_) ctx.stop();
     else start_round(ctx, round_ + 1);
@@ -137,6 +189,14 @@ class FedAvgServer final : public Node, public HoldsControl {
   bool sum_encodings_;  // linear uplink (sketches) + mean: average the encodings, decode once (FetchSGD)
   int clients_;
   int round_ = 0;
+  RoundRules rules_;
+  std::shared_ptr<const Availability> availability_;
+  double noise_std_;
+  bool partial_;
+  std::vector<std::int64_t> sizes_;  // training samples per client
+  std::vector<double> losses_;       // last loss each client reported (NaN: never)
+  int target_ = 0;                   // updates that close the round: min(K, clients contacted)
+  int selected_ = 0, late_ = 0;
   std::set<NodeId> expected_;
   std::map<NodeId, Received> updates_;
 };
@@ -148,7 +208,13 @@ namespace {
 NodeSet make_rounds(const std::string& name, Section& protocol, ProtocolParts& parts, LocalWork work) {
   work.steps = protocol.get_int("local_steps", 0, 0);
   NodeSet set = make_star_clients(name, parts, work);
-  set.nodes[0] = std::make_unique<FedAvgServer>(parts, work);  // last: the server takes the parts it owns
+  RoundRules rules;
+  rules.deadline = from_seconds(protocol.get_double("deadline", 0.0, 0.0));
+  rules.overselect = protocol.get_double("overselect", 1.0, 1.0, 100.0);
+  if (parts.lossy && rules.deadline == 0)
+    protocol.fail("deadline", "clients that go offline or drop out never answer; give rounds a deadline in virtual "
+                              "seconds (e.g. protocol.deadline: 60)");
+  set.nodes[0] = std::make_unique<FedAvgServer>(parts, work, rules);  // last: the server takes the parts it owns
   return set;
 }
 

@@ -12,6 +12,7 @@
 #include "learning/model.h"
 #include "learning/optimizer.h"
 #include "nodes/attack.h"
+#include "nodes/availability.h"
 #include "nodes/context.h"
 #include "nodes/sampling.h"
 #include "topologies/topology.h"
@@ -51,6 +52,10 @@ struct ProtocolParts {
   Section* compressor_section = nullptr;  // uplink's section, for protocols that read more of it (dpsgd)
   std::unique_ptr<Compressor> downlink;
   std::shared_ptr<const Attack> attack;  // null: every client is honest
+  // Null: every node is always online. Server-based protocols send no work to offline clients.
+  std::shared_ptr<const Availability> availability;
+  bool lossy = false;           // clients may never answer (availability or dropout): servers need a deadline
+  double link_noise_std = 0.0;  // network.noise_std: N(0, std^2) added to every decoded model and update
 };
 
 struct NodeSet {

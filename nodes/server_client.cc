@@ -1,6 +1,7 @@
 #include "nodes/server_client.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "learning/training.h"
 
@@ -12,17 +13,46 @@ class ServerClient final : public Node, public HoldsControl {
  public:
   // `control_uplink`: scaffold's compressor for c_i+ - c_i (the uplink operator without feedback).
   ServerClient(const LearningTask& task, int client, const LocalWork& work, std::unique_ptr<Compressor> uplink,
-               std::unique_ptr<Compressor> downlink, std::unique_ptr<Compressor> control_uplink)
+               std::unique_ptr<Compressor> downlink, std::unique_ptr<Compressor> control_uplink, double noise_std)
       : task_(task), client_(client), work_(work), uplink_(std::move(uplink)), downlink_(std::move(downlink)),
         control_uplink_(std::move(control_uplink)),
         control_view_(control_uplink_ ? control_uplink_->clone()
-                      : work.controls != Controls::kNone ? uplink_->clone() : nullptr) {}
+                      : work.controls != Controls::kNone ? uplink_->clone() : nullptr),
+        noise_std_(noise_std) {}
 
   const Vector& control() const override { return control_i_; }
 
   void on_message(Context& ctx, Message&& m) override {
     if (m.kind != MessageKind::kModel && !(work_.fedamd && m.kind == MessageKind::kAnchor))
       throw Error("client: unexpected " + std::string(to_string(m.kind)) + " message");
+    if (training_) {  // still busy with an older model (a straggler the server gave up on)
+      next_ = std::move(m);
+      return;
+    }
+    train(ctx, m);
+  }
+
+  void on_compute_done(Context& ctx, int) override {
+    Message reply;
+    reply.kind = MessageKind::kUpdate;
+    reply.round = round_;
+    reply.receiver = 0;
+    reply.num_samples = static_cast<std::int64_t>(task_.partition[static_cast<std::size_t>(client_)].size());
+    reply.loss = static_cast<float>(stats_.mean_loss);
+    reply.set_payload(std::move(update_));
+    update_ = Payload();
+    ctx.send(std::move(reply));
+    training_ = false;
+    if (next_) {
+      Message m = std::move(*next_);
+      next_.reset();
+      train(ctx, m);
+    }
+  }
+
+ private:
+  void train(Context& ctx, const Message& m) {
+    training_ = true;
     round_ = m.round;
     if (work_.fedamd) return start_fedamd(ctx, m);
     const auto& indices = task_.partition[static_cast<std::size_t>(client_)];
@@ -38,18 +68,19 @@ class ServerClient final : public Node, public HoldsControl {
     const int epochs = steps > 0 ? 1 << 30 : task_.local_epochs;
     ctx.compute(samples,
                 [this, &indices, epochs, steps, model = m.payload, &shuffle = ctx.rng(Purpose::kDataShuffle),
-                 &compression = ctx.rng(Purpose::kCompression)] {
-                  train_and_encode(*model, indices, epochs, steps, shuffle, compression);
+                 &compression = ctx.rng(Purpose::kCompression), &noise = ctx.rng(Purpose::kLinkNoise)] {
+                  train_and_encode(*model, indices, epochs, steps, shuffle, compression, noise);
                 },
                 round_);
   }
 
   // Decode, train, encode the update: the body of the client's compute job.
   void train_and_encode(const Payload& model, std::span<const std::int32_t> indices, int epochs, std::int64_t steps,
-                        Rng& shuffle, Rng& compression) {
+                        Rng& shuffle, Rng& compression, Rng& noise) {
     const std::int64_t d = task_.model->num_params();
     const bool controls = work_.controls != Controls::kNone;
     Vector global = downlink_->decode(model, controls ? 2 * d : d);
+    add_link_noise(global, noise_std_, noise);
     Vector control;  // the global c, the tail of the model message
     if (controls) {
       control = global.tail(d);
@@ -156,19 +187,6 @@ class ServerClient final : public Node, public HoldsControl {
                 round_);
   }
 
-  void on_compute_done(Context& ctx, int) override {
-    Message reply;
-    reply.kind = MessageKind::kUpdate;
-    reply.round = round_;
-    reply.receiver = 0;
-    reply.num_samples = static_cast<std::int64_t>(task_.partition[static_cast<std::size_t>(client_)].size());
-    reply.loss = static_cast<float>(stats_.mean_loss);
-    reply.set_payload(std::move(update_));
-    update_ = Payload();
-    ctx.send(std::move(reply));
-  }
-
- private:
   const LearningTask& task_;
   int client_;
   LocalWork work_;
@@ -180,6 +198,9 @@ class ServerClient final : public Node, public HoldsControl {
   Vector momentum_;   // SCAFCOM's v (empty until the first round: zero)
   TrainStats stats_;
   int round_ = 0;
+  double noise_std_;
+  bool training_ = false;
+  std::optional<Message> next_;  // the newest model that arrived during training
 };
 
 }  // namespace
@@ -195,6 +216,17 @@ void record_server_round(Context& ctx, const LearningTask& task, const Vector& m
     sink.metric(round, t, kNoNode, "test_accuracy", eval.accuracy);
     sink.metric(round, t, kNoNode, "test_loss", eval.loss);
   }
+}
+
+void add_link_noise(Vector& v, double std, Rng& rng) {
+  if (std == 0.0) return;
+  for (Eigen::Index i = 0; i < v.size(); ++i) v[i] += static_cast<float>(std * rng.normal());
+}
+
+std::vector<std::int64_t> client_sizes(const LearningTask& task) {
+  std::vector<std::int64_t> sizes;
+  for (const auto& p : task.partition) sizes.push_back(static_cast<std::int64_t>(p.size()));
+  return sizes;
 }
 
 Vector scaffold_client_control(const Vector& c_i, const Vector& c, const Vector& x, const Vector& y,
@@ -259,7 +291,7 @@ NodeSet make_star_clients(const std::string& protocol, ProtocolParts& parts, con
   for (int c = 0; c < clients; ++c)
     set.nodes.push_back(std::make_unique<ServerClient>(
         *parts.task, c, work, parts.uplink->clone(), parts.downlink->clone(),
-        work.controls == Controls::kScaffold ? parts.uplink_operator->clone() : nullptr));
+        work.controls == Controls::kScaffold ? parts.uplink_operator->clone() : nullptr, parts.link_noise_std));
   return set;
 }
 

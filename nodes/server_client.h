@@ -1,5 +1,7 @@
 // The client of the server-based protocols (FedAvg, SCAFFOLD, FedAMD and the asynchronous
 // servers): on each model it trains locally as one compute job, then sends back its encoded update.
+// A model arriving while it still trains waits (the newest one only) and is trained on once the
+// update is out.
 #pragma once
 #include <utility>
 
@@ -67,6 +69,13 @@ const Vector* control_variate(const Node& node);
 // and test_loss of `model`.
 void record_server_round(Context& ctx, const LearningTask& task, const Vector& model, int round, int rounds,
                          int eval_every, double participants, double train_loss);
+
+// network.noise_std: adds N(0, std^2) from `rng` to every coordinate of a decoded payload
+// vector (nothing, and no draw, when std is 0).
+void add_link_noise(Vector& v, double std, Rng& rng);
+
+// Training samples of each client, in client order (what samplers weigh by).
+std::vector<std::int64_t> client_sizes(const LearningTask& task);
 
 // The client nodes of a star: entry 0 (the server) is left empty for the caller. Throws
 // ConfigError naming topology.kind unless the topology is the star with node 0 at its centre.

@@ -13,8 +13,23 @@ SimTime Network::transfer_time(std::int64_t wire_bytes) const {
   return from_seconds(static_cast<double>(wire_bytes) * 8.0 / bps);
 }
 
+SimTime Network::transfer_time(std::int64_t wire_bytes, NodeId src, NodeId dst) const {
+  const double bps = std::min(params_.uplink(src), params_.downlink(dst));
+  return from_seconds(static_cast<double>(wire_bytes) * 8.0 / bps);
+}
+
+double NetworkParams::uplink(NodeId node) const {
+  const auto i = static_cast<std::size_t>(node);
+  return i < node_uplink_bps.size() ? node_uplink_bps[i] : uplink_bps;
+}
+
+double NetworkParams::downlink(NodeId node) const {
+  const auto i = static_cast<std::size_t>(node);
+  return i < node_downlink_bps.size() ? node_downlink_bps[i] : downlink_bps;
+}
+
 SimTime Network::delivery_time(SimTime send_time, NodeId src, NodeId dst, std::int64_t wire_bytes) {
-  const SimTime latency = from_seconds(params_.latency_s), transfer = transfer_time(wire_bytes);
+  const SimTime latency = from_seconds(params_.latency_s), transfer = transfer_time(wire_bytes, src, dst);
   if (!params_.queueing) return send_time + latency + transfer;
   auto& up = uplink_free_[static_cast<std::size_t>(src)];
   auto& down = downlink_free_[static_cast<std::size_t>(dst)];
@@ -30,6 +45,8 @@ std::vector<double> draw_speeds(const ComputeParams& params, int nodes, std::uin
       Rng rng(seed, i, Purpose::kComputeSpeed);
       speeds[static_cast<std::size_t>(i)] = params.samples_per_sec * std::exp(params.sigma * rng.normal());
     }
+  for (std::size_t i = 0; i < params.node_speeds.size() && i < speeds.size(); ++i)
+    if (params.node_speeds[i] > 0.0) speeds[i] = params.node_speeds[i];
   return speeds;
 }
 

@@ -57,6 +57,7 @@ void SimRuntime::send(NodeId src, Message message) {
     throw Error("node " + std::to_string(src) + " sent a message to node " + std::to_string(message.receiver) +
                 ", which does not exist");
   message.sender = src;
+  if (src == muted_ || !online(src, now_)) return;  // never transmitted: no bytes
   const std::int64_t bytes = message.wire_bytes();
   bytes_total_ += bytes;
   auto& link = traffic_[message.round][{src, message.receiver}];
@@ -73,9 +74,19 @@ void SimRuntime::start_job(NodeId node, std::int64_t samples, std::function<void
   const double speed = speeds_[static_cast<std::size_t>(node)];
   const SimTime duration = from_seconds(static_cast<double>(samples) / speed);
   const std::size_t slot = take_slot(jobs_, free_jobs_);
-  jobs_[slot] = Job{node, tag, std::move(work), false};
+  // A job started offline never runs; it completes as lost.
+  const bool offline = !online(node, now_);
+  jobs_[slot] = Job{node, tag, offline ? std::function<void()>() : std::move(work), offline, now_};
+  if (offline) {
+    queue_.push(now_ + duration, kComputeDone, node, slot);
+    return;
+  }
   pending_jobs_.push_back(slot);
   queue_.push(now_ + duration, kComputeDone, node, slot);
+}
+
+bool SimRuntime::online(NodeId node, SimTime t) const {
+  return !options_.availability || options_.availability->online(node, t);
 }
 
 void SimRuntime::run_pending_jobs() {
@@ -120,6 +131,10 @@ SimRuntime::Outcome SimRuntime::run() {
       case kDeliver: {
         Message m = std::move(messages_[e.arg]);
         free_messages_.push_back(e.arg);
+        if (!online(e.node, now_)) {
+          ++undelivered_;
+          break;
+        }
         node.on_message(ctx, std::move(m));
         break;
       }
@@ -129,9 +144,18 @@ SimRuntime::Outcome SimRuntime::run() {
       case kComputeDone: {
         if (!jobs_[e.arg].done) run_pending_jobs();
         const int tag = jobs_[e.arg].tag;
+        const SimTime start = jobs_[e.arg].start;
         jobs_[e.arg] = Job{};
         free_jobs_.push_back(e.arg);
+        bool lost = options_.availability && !options_.availability->online_throughout(e.node, start, now_);
+        // One draw per finished job from the node's own stream, in event order.
+        if (options_.dropout > 0.0 && ctx.rng(Purpose::kDropout).uniform() < options_.dropout) lost = true;
+        if (lost) {
+          ++jobs_lost_;
+          muted_ = e.node;  // the node's bookkeeping goes on; its sends are lost
+        }
         node.on_compute_done(ctx, tag);
+        muted_ = kNoNode;
         break;
       }
     }

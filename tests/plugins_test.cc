@@ -221,12 +221,24 @@ TEST(Topology, StarAndComplete) {
   }
 }
 
+// A pool of `n` clients with the given sizes (default: all 10) and losses (default: none reported).
+struct TestPool {
+  std::vector<std::int64_t> sizes;
+  std::vector<double> losses;
+  ClientPool pool(int round = 1) {
+    return ClientPool{round, static_cast<int>(sizes.size()), &sizes, &losses, {}};
+  }
+  explicit TestPool(int n) : sizes(static_cast<std::size_t>(n), 10), losses(static_cast<std::size_t>(n), std::nan("")) {}
+};
+
 TEST(UniformSampler, PicksFractionOfDistinctSortedClients) {
   auto sampler = make(sampler_registry(), "sampling", "uniform", "{fraction: 0.5}");
   Rng rng(1, 0, Purpose::kSampling);
+  TestPool p(20);
   std::vector<int> picked(20, 0);
+  ASSERT_EQ(sampler->per_round(20), 10);
   for (int round = 1; round <= 200; ++round) {
-    const auto s = sampler->sample(round, 20, rng);
+    const auto s = sampler->sample(p.pool(round), 10, rng);
     ASSERT_EQ(s.size(), 10u);
     EXPECT_TRUE(std::is_sorted(s.begin(), s.end()));
     EXPECT_EQ(std::set<int>(s.begin(), s.end()).size(), 10u);
@@ -236,13 +248,117 @@ TEST(UniformSampler, PicksFractionOfDistinctSortedClients) {
       ++picked[static_cast<std::size_t>(c)];
     }
   }
-  for (int p : picked) EXPECT_NEAR(p, 100, 30);
+  for (int x : picked) EXPECT_NEAR(x, 100, 30);
   auto tiny = make(sampler_registry(), "sampling", "uniform", "{fraction: 0.001}");
-  EXPECT_EQ(tiny->sample(1, 20, rng).size(), 1u);  // at least one client
+  EXPECT_EQ(tiny->per_round(20), 1);  // at least one client
   Rng a(5, 0, Purpose::kSampling), b(5, 0, Purpose::kSampling);
-  EXPECT_EQ(sampler->sample(1, 20, a), sampler->sample(1, 20, b));
+  EXPECT_EQ(sampler->sample(p.pool(), 10, a), sampler->sample(p.pool(), 10, b));
   EXPECT_THROW(make(sampler_registry(), "sampling", "uniform", "{fraction: 0}"), ConfigError);
   EXPECT_THROW(make(sampler_registry(), "sampling", "uniform", "{fraction: 1.5}"), ConfigError);
+}
+
+TEST(WeightedSampler, DrawsInProportionToDataSize) {
+  auto sampler = make(sampler_registry(), "sampling", "weighted", "{fraction: 0.01}");
+  TestPool p(6);
+  p.sizes = {10, 20, 30, 40, 50, 150};  // total 300
+  Rng rng(3, 0, Purpose::kSampling);
+  std::vector<int> count(6, 0);
+  const int draws = 30000;
+  for (int r = 0; r < draws; ++r) {
+    const auto s = sampler->sample(p.pool(), 1, rng);
+    ASSERT_EQ(s.size(), 1u);
+    ++count[static_cast<std::size_t>(s[0])];
+  }
+  for (std::size_t c = 0; c < 6; ++c) {
+    const double q = static_cast<double>(p.sizes[c]) / 300.0;
+    EXPECT_NEAR(count[c], draws * q, 5.0 * std::sqrt(draws * q * (1 - q))) << "client " << c;
+  }
+  const auto several = sampler->sample(p.pool(), 4, rng);  // distinct, ascending
+  EXPECT_EQ(std::set<int>(several.begin(), several.end()).size(), 4u);
+  EXPECT_TRUE(std::is_sorted(several.begin(), several.end()));
+}
+
+TEST(RoundRobinSampler, CoversEveryClientOncePerCycle) {
+  auto sampler = make(sampler_registry(), "sampling", "round_robin", "{fraction: 0.25}");
+  TestPool p(12);
+  Rng rng(4, 0, Purpose::kSampling);
+  for (int cycle = 0; cycle < 5; ++cycle) {
+    std::vector<int> seen(12, 0);
+    for (int r = 0; r < 4; ++r)
+      for (int c : sampler->sample(p.pool(), 3, rng)) ++seen[static_cast<std::size_t>(c)];
+    EXPECT_EQ(seen, std::vector<int>(12, 1)) << "cycle " << cycle;
+  }
+  // A count that does not divide the clients wraps around: 5 rounds of 4 of 10 = each twice.
+  auto other = make(sampler_registry(), "sampling", "round_robin", "{fraction: 0.4}");
+  TestPool q(10);
+  std::vector<int> seen(10, 0);
+  for (int r = 0; r < 5; ++r)
+    for (int c : other->sample(q.pool(), 4, rng)) ++seen[static_cast<std::size_t>(c)];
+  EXPECT_EQ(seen, std::vector<int>(10, 2));
+}
+
+TEST(PowerOfChoiceSampler, PicksHighestLossCandidates) {
+  TestPool p(20);
+  for (int c = 0; c < 20; ++c) p.losses[static_cast<std::size_t>(c)] = (c * 7) % 20;  // a permutation of 0..19
+  p.sizes[3] = 50;
+  // d = all clients: exactly the K highest losses.
+  auto all = make(sampler_registry(), "sampling", "power_of_choice", "{fraction: 0.2, candidates: 20}");
+  Rng rng(6, 0, Purpose::kSampling);
+  std::vector<int> top;
+  for (int c = 0; c < 20; ++c)
+    if (p.losses[static_cast<std::size_t>(c)] >= 16) top.push_back(c);
+  EXPECT_EQ(all->sample(p.pool(), 4, rng), top);
+  // Clients never heard from come first.
+  p.losses[5] = std::nan("");
+  const auto with_unknown = all->sample(p.pool(), 4, rng);
+  EXPECT_TRUE(std::count(with_unknown.begin(), with_unknown.end(), 5));
+  p.losses[5] = 0.0;
+  // d < clients: the K highest-loss ones among the size-weighted candidates (replayed).
+  auto some = make(sampler_registry(), "sampling", "power_of_choice", "{fraction: 0.2, candidates: 8}");
+  for (int trial = 0; trial < 50; ++trial) {
+    Rng replay = rng;
+    std::vector<double> w(p.sizes.begin(), p.sizes.end());
+    auto candidates = weighted_without_replacement(w, 8, replay);
+    std::sort(candidates.begin(), candidates.end(), [&](int a, int b) {
+      return p.losses[static_cast<std::size_t>(a)] > p.losses[static_cast<std::size_t>(b)];
+    });
+    candidates.resize(4);
+    std::sort(candidates.begin(), candidates.end());
+    EXPECT_EQ(some->sample(p.pool(), 4, rng), candidates);
+  }
+}
+
+TEST(AvailableSampler, PicksOnlyOnlineClients) {
+  auto sampler = make(sampler_registry(), "sampling", "available", "{fraction: 0.5}");
+  TestPool p(20);
+  Rng rng(7, 0, Purpose::kSampling);
+  auto pool = p.pool();
+  pool.online = [](int c) { return c % 3 == 0; };  // 0, 3, ..., 18: 7 online
+  for (int r = 0; r < 20; ++r) {
+    const auto s = sampler->sample(pool, 5, rng);
+    ASSERT_EQ(s.size(), 5u);
+    for (int c : s) EXPECT_EQ(c % 3, 0);
+  }
+  EXPECT_EQ(sampler->sample(pool, 10, rng), (std::vector<int>{0, 3, 6, 9, 12, 15, 18}));  // all of them
+}
+
+TEST(CurriculumSampler, SamplesAmongTheEasiestWithAGrowingPool) {
+  auto sampler = make(sampler_registry(), "sampling", "curriculum", "{fraction: 0.1, start: 0.25, ramp_rounds: 10}");
+  TestPool p(40);
+  for (int c = 0; c < 40; ++c) p.losses[static_cast<std::size_t>(c)] = 40 - c;  // client 39 is the easiest
+  Rng rng(8, 0, Purpose::kSampling);
+  std::set<int> seen_late;
+  for (int round = 1; round <= 30; ++round) {
+    // Pool: the ceil(40 * min(1, 0.25 + 0.75 (r - 1) / 10)) lowest losses = clients 40 - size .. 39.
+    const int size = static_cast<int>(std::ceil(40 * std::min(1.0, 0.25 + 0.75 * (round - 1) / 10.0) - 1e-9));
+    for (int rep = 0; rep < 5; ++rep)
+      for (int c : sampler->sample(p.pool(round), 4, rng)) {
+        EXPECT_GE(c, 40 - size) << "round " << round;
+        if (round > 11) seen_late.insert(c);
+      }
+  }
+  EXPECT_GT(seen_late.size(), 30u);  // the full population once the ramp is over
+  EXPECT_THROW(make(sampler_registry(), "sampling", "curriculum", "{start: 0}"), ConfigError);
 }
 
 TEST(Message, WireBytesAreHeaderPlusPayload) {
