@@ -30,6 +30,9 @@ enum class Purpose : std::uint32_t {
   kLocalSteps = 13,    // clients that choose their own number of local steps (AFA, card 8.2)
   kAttack = 14,        // who the Byzantine clients are; their noise (substreams per node and round)
   kAnchor = 16,        // FedAMD (card 8.1): which sampled clients are anchors; anchors' large batches
+  kBudget = 23,        // pFedGate: each client's sparsity budget s_i drawn from a distribution
+  kGateInit = 24,      // pFedGate: a client's initial gating layer
+  kLocalTest = 25,     // personalized evaluation: local test splits, novel clients, fine-tuning shuffles
   kTest = 1000,
 };
 

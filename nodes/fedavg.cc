@@ -13,8 +13,9 @@ namespace {
 
 class FedAvgServer final : public Node, public HoldsControl {
  public:
-  FedAvgServer(ProtocolParts& parts, const LocalWork& work)
-      : task_(*parts.task), work_(work), controls_(work.controls != Controls::kNone), rounds_(parts.rounds),
+  FedAvgServer(ProtocolParts& parts, const LocalWork& work, RoundServerOptions options)
+      : task_(*parts.task), work_(work), options_(std::move(options)), controls_(work.controls != Controls::kNone),
+        rounds_(parts.rounds),
         eval_every_(parts.eval_every), model_(parts.initial_model),
         sampler_(std::move(parts.sampler)), aggregator_(std::move(parts.aggregator)),
         optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
@@ -25,6 +26,7 @@ class FedAvgServer final : public Node, public HoldsControl {
         sum_encodings_(uplink_decoder_->linear() && aggregator_->is_weighted_mean() && !attack_ && !controls_),
         clients_(static_cast<int>(parts.task->partition.size())) {
     if (controls_) control_ = Vector::Zero(model_.size());
+    for (const auto& p : task_.partition) all_samples_ += static_cast<double>(p.size());
   }
 
   const Vector& control() const override { return control_; }
@@ -106,8 +108,14 @@ class FedAvgServer final : public Node, public HoldsControl {
       samples += static_cast<double>(u.samples);
     }
     if (attack_) attack_->corrupt(round_, decoded);
-    optimizer_->apply(model_, sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
-                                             : aggregator_->combine(contributions));
+    Vector combined = sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
+                                     : aggregator_->combine(contributions);
+    if (options_.weights_over_all_clients) {
+      double round_samples = 0.0;
+      for (double w : weights) round_samples += w;
+      combined *= static_cast<float>(round_samples / all_samples_);
+    }
+    optimizer_->apply(model_, combined);
     if (controls_) {  // c += (alpha/N) sum_S dc, summed in sender order: what keeps c the mean of all N c_i
       Vector sum = Vector::Zero(model_.size());
       for (const auto& [sender, u] : updates_) sum += u.control;
@@ -117,6 +125,13 @@ class FedAvgServer final : public Node, public HoldsControl {
     updates_.clear();
     record_server_round(ctx, task_, model_, round_, rounds_, eval_every_, static_cast<double>(contributions.size()),
                         samples > 0 ? loss_sum / samples : 0.0);
+    if (options_.personal && (round_ % eval_every_ == 0 || round_ == rounds_))
+      record_personalized(ctx, round_, task_, *options_.personal, model_);
+    if (options_.round_metrics) {
+      std::vector<NodeId> senders;
+      for (const auto& c : contributions) senders.push_back(c.sender);
+      options_.round_metrics(ctx, round_, senders);
+    }
     ctx.finish_round(round_);
     if (round_ == rounds_) ctx.stop();
     else start_round(ctx, round_ + 1);
@@ -124,6 +139,7 @@ class FedAvgServer final : public Node, public HoldsControl {
 
   const LearningTask& task_;
   LocalWork work_;  // what the clients do (their K, alpha) and which control variates they keep
+  RoundServerOptions options_;
   bool controls_;
   int rounds_, eval_every_;
   Vector model_;
@@ -136,6 +152,7 @@ class FedAvgServer final : public Node, public HoldsControl {
   std::shared_ptr<const Attack> attack_;
   bool sum_encodings_;  // linear uplink (sketches) + mean: average the encodings, decode once (FetchSGD)
   int clients_;
+  double all_samples_ = 0.0;  // training samples of all clients
   int round_ = 0;
   std::set<NodeId> expected_;
   std::map<NodeId, Received> updates_;
@@ -143,12 +160,20 @@ class FedAvgServer final : public Node, public HoldsControl {
 
 }  // namespace
 
+std::unique_ptr<Node> make_round_server(ProtocolParts& parts, const LocalWork& work, RoundServerOptions options) {
+  if (options.weights_over_all_clients && !parts.aggregator->is_weighted_mean())
+    throw ConfigError("aggregator.kind", "this protocol weights updates by n_i / (samples of all clients) and needs mean");
+  return std::make_unique<FedAvgServer>(parts, work, std::move(options));
+}
+
 namespace {
 
 NodeSet make_rounds(const std::string& name, Section& protocol, ProtocolParts& parts, LocalWork work) {
   work.steps = protocol.get_int("local_steps", 0, 0);
   NodeSet set = make_star_clients(name, parts, work);
-  set.nodes[0] = std::make_unique<FedAvgServer>(parts, work);  // last: the server takes the parts it owns
+  RoundServerOptions options;
+  if (parts.task->personalized()) options.personal = make_finetuned_models(*parts.task, parts.seed);
+  set.nodes[0] = make_round_server(parts, work, std::move(options));  // last: the server takes the parts it owns
   return set;
 }
 

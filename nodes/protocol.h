@@ -28,6 +28,13 @@ struct LearningTask {
   int local_epochs = 1;
   int batch_size = 32;
   float prox_mu = 0.0f;  // FedProx: server-based clients add prox_mu * (w - w_global) to each gradient
+  // Personalized evaluation (data.local_test_fraction > 0): each training client's own test
+  // samples (held out of `partition`), and the novel clients' training and test samples (novel
+  // client k has the node key partition.size() + 1 + k in random streams).
+  Partition local_test;
+  Partition novel_train, novel_test;
+  int finetune_steps = 0;  // eval.finetune_steps
+  bool personalized() const { return !local_test.empty(); }
 };
 
 // The plugins config/ built from their sections (each object is the protocol's to keep).
@@ -51,6 +58,7 @@ struct ProtocolParts {
   Section* compressor_section = nullptr;  // uplink's section, for protocols that read more of it (dpsgd)
   std::unique_ptr<Compressor> downlink;
   std::shared_ptr<const Attack> attack;  // null: every client is honest
+  std::vector<double> compute_speeds;    // simulated samples/s by node id (star: clients + 1 + novel)
 };
 
 struct NodeSet {
@@ -75,6 +83,8 @@ NodeSet make_fedamd(Section& protocol, ProtocolParts& parts);
 NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts);
 // Asynchronous gossip learning: Poisson wake-ups, train, push to a random neighbour, merge.
 NodeSet make_gossip(Section& protocol, ProtocolParts& parts);
+// pFedGate: FedAvg's rounds over block-sparse personalized models (private gates per client).
+NodeSet make_pfedgate(Section& protocol, ProtocolParts& parts);
 // MoDeST: hash-ordered decentralized sampling of trainers and aggregators, with crashes.
 NodeSet make_modest(Section& protocol, ProtocolParts& parts);
 

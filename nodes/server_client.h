@@ -1,8 +1,10 @@
 // The client of the server-based protocols (FedAvg, SCAFFOLD, FedAMD and the asynchronous
 // servers): on each model it trains locally as one compute job, then sends back its encoded update.
 #pragma once
+#include <functional>
 #include <utility>
 
+#include "nodes/personalized.h"
 #include "nodes/protocol.h"
 
 namespace starling {
@@ -67,6 +69,19 @@ const Vector* control_variate(const Node& node);
 // and test_loss of `model`.
 void record_server_round(Context& ctx, const LearningTask& task, const Vector& model, int round, int rounds,
                          int eval_every, double participants, double train_loss);
+
+// FedAvg's synchronous server, with the options of the protocols built on it.
+struct RoundServerOptions {
+  // theta += sum_{i in S} p_i (theta_i - theta) with p_i = n_i / (samples of ALL clients), as if
+  // the unsampled clients sent a zero update (pFedGate's server): the weighted mean over S is
+  // scaled by (samples of S) / (samples of all). Needs a weighted-mean aggregator.
+  bool weights_over_all_clients = false;
+  std::shared_ptr<PersonalModels> personal;  // null: no personalized evaluation
+  // Called at the end of every round, before the round is committed, with the senders of the
+  // round's updates (ascending): protocol-specific metrics.
+  std::function<void(Context&, int round, const std::vector<NodeId>& senders)> round_metrics;
+};
+std::unique_ptr<Node> make_round_server(ProtocolParts& parts, const LocalWork& work, RoundServerOptions options);
 
 // The client nodes of a star: entry 0 (the server) is left empty for the caller. Throws
 // ConfigError naming topology.kind unless the topology is the star with node 0 at its centre.
