@@ -70,6 +70,13 @@ def main(argv):
             f"{mean_std([final(r, 'ideal_uplink_bytes') for r in runs], 1, 1e-6)} | "
             f"{mean_std([final(r, 'sent_fraction') for r in runs])} | "
             f"{mean_std([sim_time(r) for r in runs], 1)} |")
+    same, total = con.execute(
+        "SELECT SUM(ABS(a.value - b.value) <= 1e-12), COUNT(*) FROM metrics a JOIN metrics b ON a.run_id = b.run_id "
+        "AND a.round = b.round AND a.node IS NULL AND b.node IS NULL AND a.name = 'sent_fraction' "
+        "AND b.name = 'kept_fraction'").fetchone()
+    lines.append("")
+    lines.append(f"pFedGate rounds in which every sender used the same blocks in all its minibatches "
+                 f"(sent_fraction = kept_fraction): {same or 0} of {total}.")
     table = "\n".join(lines)
     text = open(readme).read()
     start, end = "<!-- personal:start -->", "<!-- personal:end -->"
@@ -78,7 +85,9 @@ def main(argv):
 
     # Personalized accuracy against cumulative uplink bytes, first seed of each configuration.
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharey=True)
+    methods = list(dict.fromkeys(method for _, method in groups))
+    colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
     for ax, participation in zip(axes, ["10%", "100%"]):
         for (p, method), runs in groups.items():
             if p != participation:
@@ -93,12 +102,12 @@ def main(argv):
                                  (r, rnd)).fetchone()[0]
                 xs.append(up / 1e6)
                 ys.append(value)
-            ax.plot(xs, ys, marker="o", markersize=3, label=method)
+            ax.plot(xs, ys, marker="o", markersize=3, label=method, color=colors[method])
         ax.set_title(f"{participation} of the clients per round")
         ax.set_xlabel("uplink bytes (MB, cumulative)")
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
     axes[0].set_ylabel("personalized accuracy (own test split)")
-    axes[1].legend(fontsize=7, loc="lower right")
     fig.suptitle("Fashion-MNIST, Dirichlet 0.1, 90 training clients (seed 42)")
     fig.tight_layout()
     fig.savefig(png, dpi=110)
