@@ -226,38 +226,25 @@ GatedStats train_gated(const Model& model, const BlockGating& gating, Gate& gate
   GatedStats stats;
   stats.used.assign(static_cast<std::size_t>(gating.num_blocks()), 0);
   if (indices.empty()) return stats;
-  std::vector<std::int32_t> order(indices.begin(), indices.end());
-  std::vector<std::int32_t> labels;
-  Matrix batch;
   Vector grad_theta, grad_gate;
   GatedWorkspace ws;
   double loss_sum = 0.0;
-  std::int64_t batches = 0;
-  for (int e = 0; e < epochs && (max_batches == 0 || batches < max_batches); ++e) {
-    rng.shuffle(std::span(order));
-    for (std::size_t start = 0; start < order.size() && (max_batches == 0 || batches < max_batches);
-         start += static_cast<std::size_t>(batch_size), ++batches) {
-      const auto members = std::span<const std::int32_t>(order).subspan(
-          start, std::min(order.size() - start, static_cast<std::size_t>(batch_size)));
-      data.gather(members, batch);
-      labels.clear();
-      for (auto i : members) labels.push_back(data.y[static_cast<std::size_t>(i)]);
-      const auto n = static_cast<double>(members.size());
-      loss_sum += n * gated_loss_and_gradients(model, gating, gate, settings.budget, theta, batch, labels, grad_theta,
-                                               grad_gate, ws);
-      gate_update_running(gate, ws.gate);
-      clip_norm(grad_gate, settings.clip);
-      gate.params -= settings.gate_lr * grad_gate;
-      if (settings.train_model) {
-        clip_norm(grad_theta, settings.clip);
-        optimizer.step(theta, grad_theta);
-      }
-      stats.kept_sum += ws.mask.kept;
-      for (std::size_t j = 0; j < stats.used.size(); ++j) stats.used[j] |= ws.mask.keep[j];
-      stats.train.samples += static_cast<std::int64_t>(members.size());
-    }
-  }
-  stats.train.batches = batches;
+  stats.train.batches = for_each_minibatch(
+      data, indices, epochs, batch_size, rng, max_batches, [&](const Matrix& batch, std::span<const std::int32_t> labels) {
+        const auto n = static_cast<std::int64_t>(labels.size());
+        loss_sum += static_cast<double>(n) * gated_loss_and_gradients(model, gating, gate, settings.budget, theta, batch,
+                                                                       labels, grad_theta, grad_gate, ws);
+        gate_update_running(gate, ws.gate);
+        clip_norm(grad_gate, settings.clip);
+        gate.params -= settings.gate_lr * grad_gate;
+        if (settings.train_model) {
+          clip_norm(grad_theta, settings.clip);
+          optimizer.step(theta, grad_theta);
+        }
+        stats.kept_sum += ws.mask.kept;
+        for (std::size_t j = 0; j < stats.used.size(); ++j) stats.used[j] |= ws.mask.keep[j];
+        stats.train.samples += n;
+      });
   stats.train.mean_loss = loss_sum / static_cast<double>(stats.train.samples);
   for (std::size_t j = 0; j < stats.used.size(); ++j)
     if (stats.used[j]) stats.used_params += gating.blocks()[j].size;
@@ -267,24 +254,16 @@ GatedStats train_gated(const Model& model, const BlockGating& gating, Gate& gate
 EvalCounts evaluate_gated(const Model& model, const BlockGating& gating, const Gate& gate, double budget,
                           const Vector& theta, const Dataset& data, std::span<const std::int32_t> indices,
                           int batch_size) {
-  EvalCounts counts;
   GateWorkspace gws;
   GateMask mask;
   Workspace ws;
   Vector sparse;
-  Matrix batch;
-  std::vector<std::int32_t> labels;
-  for (std::size_t start = 0; start < indices.size(); start += static_cast<std::size_t>(batch_size)) {
-    const auto members = indices.subspan(start, std::min(indices.size() - start, static_cast<std::size_t>(batch_size)));
-    data.gather(members, batch);
-    labels.clear();
-    for (auto i : members) labels.push_back(data.y[static_cast<std::size_t>(i)]);
-    gate_forward(gate, batch, false, gws);
+  return evaluate_batches(data, indices, batch_size, [&](const Matrix& x) -> const Matrix& {
+    gate_forward(gate, x, false, gws);
     gate_mask(gating, gws.g, budget, mask);
     scale_blocks(gating, mask.coef, theta, sparse);
-    score_logits(model.logits(sparse, batch, ws), labels, counts);
-  }
-  return counts;
+    return model.logits(sparse, x, ws);
+  });
 }
 
 std::vector<std::uint8_t> encode_blocks(const BlockGating& gating, const Vector& update,

@@ -140,10 +140,9 @@ EvalResult evaluate(const Model& model, const Vector& params, const Dataset& dat
   return EvalResult{total.accuracy(), total.loss()};
 }
 
-EvalCounts evaluate_indices(const Model& model, const Vector& params, const Dataset& data,
-                            std::span<const std::int32_t> indices, int batch_size) {
+EvalCounts evaluate_batches(const Dataset& data, std::span<const std::int32_t> indices, int batch_size,
+                            const BatchLogits& logits) {
   EvalCounts counts;
-  Workspace ws;
   Matrix batch;
   std::vector<std::int32_t> labels;
   for (std::size_t start = 0; start < indices.size(); start += static_cast<std::size_t>(batch_size)) {
@@ -151,9 +150,15 @@ EvalCounts evaluate_indices(const Model& model, const Vector& params, const Data
     data.gather(members, batch);
     labels.clear();
     for (auto i : members) labels.push_back(data.y[static_cast<std::size_t>(i)]);
-    score_logits(model.logits(params, batch, ws), labels, counts);
+    score_logits(logits(batch), labels, counts);
   }
   return counts;
+}
+
+EvalCounts evaluate_indices(const Model& model, const Vector& params, const Dataset& data,
+                            std::span<const std::int32_t> indices, int batch_size) {
+  Workspace ws;
+  return evaluate_batches(data, indices, batch_size, [&](const Matrix& x) -> const Matrix& { return model.logits(params, x, ws); });
 }
 
 }  // namespace starling

@@ -77,6 +77,11 @@ struct EvalCounts {
 };
 // Adds a batch's class scores (batch x classes, one row per sample) against its labels.
 void score_logits(const Matrix& logits, std::span<const std::int32_t> labels, EvalCounts& counts);
+// Scores `logits(features)` (batch x classes) on the samples `indices` of `data`, in order, in
+// batches of `batch_size` (features one sample per column), in this thread.
+using BatchLogits = std::function<const Matrix&(const Matrix& features)>;
+EvalCounts evaluate_batches(const Dataset& data, std::span<const std::int32_t> indices, int batch_size,
+                            const BatchLogits& logits);
 // `params` on the samples `indices` of `data`, in order, in batches of `batch_size`, in this thread.
 EvalCounts evaluate_indices(const Model& model, const Vector& params, const Dataset& data,
                             std::span<const std::int32_t> indices, int batch_size);
