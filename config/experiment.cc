@@ -207,6 +207,10 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   Section partition = data.child("partition");
   const auto partition_kind = partition.get<std::string>("kind", dataset == "synthetic" ? "natural" : "iid");
   dataset_registry().require(dataset, data.path("dataset"));
+  const double local_test = data.get_double("local_test_fraction", 0.0, 0.0, 0.9);
+  const int novel = static_cast<int>(data.get_int("novel_clients", 0, 0, clients - 1));
+  if (novel > 0 && local_test == 0.0)
+    data.fail("novel_clients", "novel clients are evaluated on their local test split: set data.local_test_fraction too");
   if (partition_kind != "natural") partitioner_registry().require(partition_kind, partition.path("kind"));
 
   auto task = std::make_unique<LearningTask>();
@@ -219,9 +223,10 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   Section protocol = root.child("protocol");
   const auto protocol_kind = protocol.get<std::string>("kind", "fedavg");
   protocol_registry().require(protocol_kind, protocol.path("kind"));  // fail before loading data
-  const bool server_based = protocol_kind == "fedavg" || protocol_kind == "fedbuff" || protocol_kind == "fedasync" ||
-                            protocol_kind == "fedfix" || protocol_kind == "afa" || protocol_kind == "scaffold" ||
-                            protocol_kind == "scallion" || protocol_kind == "scafcom" || protocol_kind == "fedamd";
+  const bool server_based = protocol_kind == "fedavg" || protocol_kind == "pfedgate" || protocol_kind == "fedbuff" ||
+                            protocol_kind == "fedasync" || protocol_kind == "fedfix" || protocol_kind == "afa" ||
+                            protocol_kind == "scaffold" || protocol_kind == "scallion" || protocol_kind == "scafcom" ||
+                            protocol_kind == "fedamd";
   // FedProx's anchor is the global model a client started from: only server-based clients have one.
   if (task->prox_mu != 0.0f && !server_based)
     train.fail("prox_mu", "the proximal term pulls towards the server's model; " + protocol_kind + " has none");
@@ -244,6 +249,13 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   parts.rounds = plan->rounds;
   Section eval = root.child("eval");
   parts.eval_every = static_cast<int>(eval.get_int("every", 1, 1));
+  task->finetune_steps = static_cast<int>(eval.get_int("finetune_steps", 0, 0, 1 << 20));
+  const bool personal_protocol = protocol_kind == "fedavg" || protocol_kind == "scaffold" || protocol_kind == "pfedgate";
+  if (local_test > 0 && !personal_protocol)
+    data.fail("local_test_fraction", "personalized evaluation is implemented for fedavg, scaffold and pfedgate, not " +
+                                         protocol_kind);
+  if (task->finetune_steps > 0 && local_test == 0.0)
+    eval.fail("finetune_steps", "fine-tuning is part of personalized evaluation: set data.local_test_fraction too");
   if (!server_based) parts.eval_nodes = static_cast<int>(eval.get_int("nodes", 10, 0));
   Section topology = root.child("topology");
   parts.topology = make_plugin(topology_registry(), topology,
@@ -309,11 +321,12 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   const auto availability_kind = availability.get_choice("kind", "always", {"always", "markov", "trace"});
   plan->sim.dropout = availability.get_double("dropout", 0.0, 0.0, 1.0);
   // FedAMD's rounds wait for every anchor and miner, and its anchors' gradients are not models.
-  const bool participation = server_based && protocol_kind != "fedamd";
+  // pFedGate's clients train their private gates on every model they get: no straggler handling.
+  const bool participation = server_based && protocol_kind != "fedamd" && protocol_kind != "pfedgate";
   if ((availability_kind != "always" || plan->sim.dropout > 0.0) && !participation)
     availability.fail(availability_kind != "always" ? "kind" : "dropout",
-                      "availability and dropout are simulated for the server-based protocols (fedavg, scaffold, "
-                      "fedbuff, fedasync, fedfix, afa), not " + protocol_kind);
+                      "availability and dropout are simulated for fedavg, scaffold, scallion, scafcom, "
+                      "fedbuff, fedasync, fedfix and afa, not " + protocol_kind);
   if (parts.link_noise_std > 0.0 && !participation)
     network.fail("noise_std", "link noise is added to the models and updates of fedavg, scaffold and the asynchronous servers, not " +
                                     protocol_kind);
@@ -346,6 +359,14 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
     partition.fail("kind", "\"natural\" needs a dataset that comes split by client (synthetic); use iid, dirichlet or shards");
   }
   task->partition = group_by_client(plan->data->train, task->partition);
+  if (local_test > 0) {
+    LocalSplit split = split_local(task->partition, local_test, novel, plan->seed);
+    task->partition = std::move(split.train);
+    task->local_test = std::move(split.test);
+    task->novel_train = std::move(split.novel_train);
+    task->novel_test = std::move(split.novel_test);
+  }
+  parts.compute_speeds = draw_speeds(plan->sim.compute, clients + 1, plan->seed);
   // Server-based: client c is node c + 1 (node 0 is the server); decentralized: node c.
   parts.attack = make_attack(attack, task->partition, plan->data->train, plan->seed, server_based ? 1 : 0);
   task->train = &plan->data->train;

@@ -34,6 +34,9 @@ enum class Purpose : std::uint32_t {
   kDropout = 19,       // whether a node's finished compute job is lost (one draw per job)
   kLinkNoise = 20,     // network.noise_std: Gaussian noise added to received payload vectors
   kClientProfile = 21, // per-node link bandwidths drawn from a distribution
+  kBudget = 23,        // pFedGate: each client's sparsity budget s_i drawn from a distribution
+  kGateInit = 24,      // pFedGate: a client's initial gating layer
+  kLocalTest = 25,     // personalized evaluation: local test splits, novel clients, fine-tuning shuffles
   kTest = 1000,
 };
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs one experiment folder from scratch and rewrites the table in its README from the results
 # database (numbers are never typed by hand).
-#   experiments/run.sh gossip_steps|single_merge|variance_correction|zo_shared|compression|async|robust|heterogeneity|monna|fedopt|scaffold_compression|participation [--target ACC] [--uplink] [--time]
+#   experiments/run.sh gossip_steps|single_merge|variance_correction|zo_shared|compression|async|robust|heterogeneity|monna|fedopt|scaffold_compression|participation|personalization [--target ACC] [--uplink] [--time]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 name=${1:?usage: experiments/run.sh NAME [--target ACC]}

@@ -148,4 +148,29 @@ PartitionerRegistry& partitioner_registry() {
   return registry;
 }
 
+LocalSplit split_local(const Partition& partition, double test_fraction, int novel, std::uint64_t seed) {
+  const int clients = static_cast<int>(partition.size());
+  LocalSplit out;
+  const Rng root(seed, kNoNode, Purpose::kLocalTest);
+  Rng pick = root;
+  auto chosen = pick.sample_without_replacement(clients, novel);
+  out.novel.assign(chosen.begin(), chosen.end());
+  std::sort(out.novel.begin(), out.novel.end());
+  for (int c = 0; c < clients; ++c) {
+    std::vector<std::int32_t> samples = partition[static_cast<std::size_t>(c)];
+    const auto n = static_cast<std::int64_t>(samples.size());
+    std::int64_t test = 0;
+    if (test_fraction > 0 && n >= 2) test = std::clamp<std::int64_t>(std::llround(test_fraction * static_cast<double>(n)), 1, n - 1);
+    Rng rng = root.substream(static_cast<std::uint64_t>(c) + 1);
+    rng.shuffle(std::span(samples));
+    std::vector<std::int32_t> held(samples.begin(), samples.begin() + test), kept(samples.begin() + test, samples.end());
+    std::sort(held.begin(), held.end());
+    std::sort(kept.begin(), kept.end());
+    const bool is_novel = std::binary_search(out.novel.begin(), out.novel.end(), c);
+    (is_novel ? out.novel_train : out.train).push_back(std::move(kept));
+    (is_novel ? out.novel_test : out.test).push_back(std::move(held));
+  }
+  return out;
+}
+
 }  // namespace starling

@@ -29,4 +29,15 @@ Partition dirichlet_partition(const std::vector<std::int32_t>& labels, int num_c
 // few neighbouring pages instead of pages all over the dataset.
 Partition group_by_client(Dataset& data, const Partition& partition);
 
+// Personalized evaluation data: `novel` clients (drawn from the seed) are held out of training
+// entirely; every client's samples are split into a training part and a local test part of
+// round(test_fraction x n) samples (at least 1 when test_fraction > 0, and never all of them).
+// Both parts are sorted. The draws use the (seed, kLocalTest) stream.
+struct LocalSplit {
+  Partition train, test;              // the training clients, in client order
+  Partition novel_train, novel_test;  // the novel clients
+  std::vector<int> novel;             // their indices in the original partition, ascending
+};
+LocalSplit split_local(const Partition& partition, double test_fraction, int novel, std::uint64_t seed);
+
 }  // namespace starling

@@ -106,12 +106,22 @@ std::int64_t samples_in_batches(std::int64_t n, int batch_size, std::int64_t bat
   return full_epochs * n + std::min(n, rest * batch_size);
 }
 
+void score_logits(const Matrix& z, std::span<const std::int32_t> labels, EvalCounts& counts) {
+  for (Eigen::Index j = 0; j < z.rows(); ++j) {
+    const auto label = labels[static_cast<std::size_t>(j)];
+    Eigen::Index best;
+    const float m = z.row(j).maxCoeff(&best);
+    counts.loss_sum += std::log(static_cast<double>((z.row(j).array() - m).exp().sum())) + m - z(j, label);
+    counts.correct += best == label;
+  }
+  counts.samples += z.rows();
+}
+
 EvalResult evaluate(const Model& model, const Vector& params, const Dataset& data) {
   constexpr Eigen::Index kChunk = 500;
   const Eigen::Index n = data.size();
   const Eigen::Index chunks = (n + kChunk - 1) / kChunk;
-  std::vector<double> loss(static_cast<std::size_t>(chunks));
-  std::vector<std::int64_t> correct(static_cast<std::size_t>(chunks));
+  std::vector<EvalCounts> counts(static_cast<std::size_t>(chunks));
   struct Scratch {
     Workspace ws;
     Matrix features;
@@ -121,25 +131,34 @@ EvalResult evaluate(const Model& model, const Vector& params, const Dataset& dat
     const Eigen::Index begin = c * kChunk, count = std::min(kChunk, n - begin);
     Scratch& s = scratch.local();
     data.slice(begin, count, s.features);
-    const Matrix& z = model.logits(params, s.features, s.ws);
-    double l = 0.0;
-    std::int64_t hits = 0;
-    for (Eigen::Index j = 0; j < count; ++j) {
-      const auto label = data.y[static_cast<std::size_t>(begin + j)];
-      Eigen::Index best;
-      const float m = z.row(j).maxCoeff(&best);
-      l += std::log(static_cast<double>((z.row(j).array() - m).exp().sum())) + m - z(j, label);
-      hits += best == label;
-    }
-    loss[static_cast<std::size_t>(c)] = l;
-    correct[static_cast<std::size_t>(c)] = hits;
+    score_logits(model.logits(params, s.features, s.ws),
+                 std::span(data.y).subspan(static_cast<std::size_t>(begin), static_cast<std::size_t>(count)),
+                 counts[static_cast<std::size_t>(c)]);
   });
-  EvalResult r;
-  double loss_sum = 0.0;
-  std::int64_t hits = 0;
-  for (Eigen::Index c = 0; c < chunks; ++c) loss_sum += loss[static_cast<std::size_t>(c)], hits += correct[static_cast<std::size_t>(c)];
-  if (n > 0) r.accuracy = static_cast<double>(hits) / static_cast<double>(n), r.loss = loss_sum / static_cast<double>(n);
-  return r;
+  EvalCounts total;
+  for (const auto& c : counts) total.add(c);
+  return EvalResult{total.accuracy(), total.loss()};
+}
+
+EvalCounts evaluate_batches(const Dataset& data, std::span<const std::int32_t> indices, int batch_size,
+                            const BatchLogits& logits) {
+  EvalCounts counts;
+  Matrix batch;
+  std::vector<std::int32_t> labels;
+  for (std::size_t start = 0; start < indices.size(); start += static_cast<std::size_t>(batch_size)) {
+    const auto members = indices.subspan(start, std::min(indices.size() - start, static_cast<std::size_t>(batch_size)));
+    data.gather(members, batch);
+    labels.clear();
+    for (auto i : members) labels.push_back(data.y[static_cast<std::size_t>(i)]);
+    score_logits(logits(batch), labels, counts);
+  }
+  return counts;
+}
+
+EvalCounts evaluate_indices(const Model& model, const Vector& params, const Dataset& data,
+                            std::span<const std::int32_t> indices, int batch_size) {
+  Workspace ws;
+  return evaluate_batches(data, indices, batch_size, [&](const Matrix& x) -> const Matrix& { return model.logits(params, x, ws); });
 }
 
 }  // namespace starling

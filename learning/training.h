@@ -65,4 +65,25 @@ struct EvalResult {
 // sums are added in chunk order: the result does not depend on the thread count.
 EvalResult evaluate(const Model& model, const Vector& params, const Dataset& data);
 
+// Correct predictions and summed cross-entropy over some samples.
+struct EvalCounts {
+  std::int64_t samples = 0, correct = 0;
+  double loss_sum = 0.0;
+  void add(const EvalCounts& other) {
+    samples += other.samples, correct += other.correct, loss_sum += other.loss_sum;
+  }
+  double accuracy() const { return samples > 0 ? static_cast<double>(correct) / static_cast<double>(samples) : 0.0; }
+  double loss() const { return samples > 0 ? loss_sum / static_cast<double>(samples) : 0.0; }
+};
+// Adds a batch's class scores (batch x classes, one row per sample) against its labels.
+void score_logits(const Matrix& logits, std::span<const std::int32_t> labels, EvalCounts& counts);
+// Scores `logits(features)` (batch x classes) on the samples `indices` of `data`, in order, in
+// batches of `batch_size` (features one sample per column), in this thread.
+using BatchLogits = std::function<const Matrix&(const Matrix& features)>;
+EvalCounts evaluate_batches(const Dataset& data, std::span<const std::int32_t> indices, int batch_size,
+                            const BatchLogits& logits);
+// `params` on the samples `indices` of `data`, in order, in batches of `batch_size`, in this thread.
+EvalCounts evaluate_indices(const Model& model, const Vector& params, const Dataset& data,
+                            std::span<const std::int32_t> indices, int batch_size);
+
 }  // namespace starling

@@ -12,17 +12,11 @@ namespace starling {
 
 namespace {
 
-// Deadline and over-selection (FedScale's): `overselect` x K clients are asked, the first K
-// updates to arrive make the round, and a round also ends `deadline` after it started.
-struct RoundRules {
-  SimTime deadline = 0;  // 0: wait for the K updates
-  double overselect = 1.0;
-};
-
 class FedAvgServer final : public Node, public HoldsControl {
  public:
-  FedAvgServer(ProtocolParts& parts, const LocalWork& work, const RoundRules& rules)
-      : task_(*parts.task), work_(work), controls_(work.controls != Controls::kNone), rounds_(parts.rounds),
+  FedAvgServer(ProtocolParts& parts, const LocalWork& work, RoundServerOptions options)
+      : task_(*parts.task), work_(work), options_(std::move(options)), controls_(work.controls != Controls::kNone),
+        rounds_(parts.rounds),
         eval_every_(parts.eval_every), model_(parts.initial_model),
         sampler_(std::move(parts.sampler)), aggregator_(std::move(parts.aggregator)),
         optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
@@ -33,12 +27,13 @@ class FedAvgServer final : public Node, public HoldsControl {
         // Link noise is added to each decoded update, so each one is decoded too.
         sum_encodings_(uplink_decoder_->linear() && aggregator_->is_weighted_mean() && !attack_ && !controls_ &&
                        parts.link_noise_std == 0.0),
-        clients_(static_cast<int>(parts.task->partition.size())), rules_(rules), availability_(parts.availability),
+        clients_(static_cast<int>(parts.task->partition.size())), availability_(parts.availability),
         noise_std_(parts.link_noise_std),
         // Which updates made a round is worth recording once rounds can leave clients out.
-        partial_(rules.deadline > 0 || rules.overselect > 1.0 || parts.availability),
+        partial_(options_.deadline > 0 || options_.overselect > 1.0 || parts.availability),
         sizes_(client_sizes(*parts.task)), losses_(static_cast<std::size_t>(clients_), std::nan("")) {
     if (controls_) control_ = Vector::Zero(model_.size());
+    for (const auto& p : task_.partition) all_samples_ += static_cast<double>(p.size());
   }
 
   const Vector& control() const override { return control_; }
@@ -115,7 +110,7 @@ class FedAvgServer final : public Node, public HoldsControl {
     m.round = round;
     m.set_payload(downlink_->encode(controls_ ? concat(model_, control_) : model_, ctx.rng(Purpose::kCompression)));
     const int k = sampler_->per_round(clients_);
-    const int asked = std::min(clients_, static_cast<int>(std::ceil(rules_.overselect * k - 1e-9)));
+    const int asked = std::min(clients_, static_cast<int>(std::ceil(options_.overselect * k - 1e-9)));
     ClientPool pool{round, clients_, &sizes_, &losses_, {}};
     const SimTime now = ctx.now();
     if (availability_) pool.online = [&](int c) { return availability_->online(c + 1, now); };
@@ -128,7 +123,7 @@ class FedAvgServer final : public Node, public HoldsControl {
       ctx.send(m);
     }
     target_ = std::min(k, static_cast<int>(expected_.size()));
-    if (rules_.deadline > 0) ctx.set_timer(rules_.deadline, round);
+    if (options_.deadline > 0) ctx.set_timer(options_.deadline, round);
     else if (target_ == 0) finish_round(ctx);  // nobody to wait for (cannot happen without a deadline)
   }
 
@@ -148,9 +143,16 @@ class FedAvgServer final : public Node, public HoldsControl {
       samples += static_cast<double>(u.samples);
     }
     if (attack_) attack_->corrupt(round_, decoded);
-    if (!contributions.empty())  // a round no update reached leaves the model as it was
-      optimizer_->apply(model_, sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
-                                               : aggregator_->combine(contributions));
+    if (!contributions.empty()) {  // a round no update reached leaves the model as it was
+      Vector combined = sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
+                                       : aggregator_->combine(contributions);
+      if (options_.weights_over_all_clients) {
+        double round_samples = 0.0;
+        for (double w : weights) round_samples += w;
+        combined *= static_cast<float>(round_samples / all_samples_);
+      }
+      optimizer_->apply(model_, combined);
+    }
     if (controls_ && !updates_.empty()) {  // c += (alpha/N) sum_S dc, summed in sender order: what keeps c the mean of all N c_i
       Vector sum = Vector::Zero(model_.size());
       for (const auto& [sender, u] : updates_) sum += u.control;
@@ -169,6 +171,13 @@ class FedAvgServer final : public Node, public HoldsControl {
       for (const auto& c : contributions) sink.metric(round_, t, c.sender, "aggregated", 1.0);
       late_ = 0;
     }
+    if (options_.personal && (round_ % eval_every_ == 0 || round_ == rounds_))
+      record_personalized(ctx, round_, task_, *options_.personal, model_);
+    if (options_.round_metrics) {
+      std::vector<NodeId> senders;
+      for (const auto& c : contributions) senders.push_back(c.sender);
+      options_.round_metrics(ctx, round_, senders);
+    }
     ctx.finish_round(round_);
     if (round_ == rounds_) ctx.stop();
     else start_round(ctx, round_ + 1);
@@ -176,6 +185,7 @@ class FedAvgServer final : public Node, public HoldsControl {
 
   const LearningTask& task_;
   LocalWork work_;  // what the clients do (their K, alpha) and which control variates they keep
+  RoundServerOptions options_;
   bool controls_;
   int rounds_, eval_every_;
   Vector model_;
@@ -188,8 +198,8 @@ class FedAvgServer final : public Node, public HoldsControl {
   std::shared_ptr<const Attack> attack_;
   bool sum_encodings_;  // linear uplink (sketches) + mean: average the encodings, decode once (FetchSGD)
   int clients_;
+  double all_samples_ = 0.0;  // training samples of all clients
   int round_ = 0;
-  RoundRules rules_;
   std::shared_ptr<const Availability> availability_;
   double noise_std_;
   bool partial_;
@@ -203,18 +213,25 @@ class FedAvgServer final : public Node, public HoldsControl {
 
 }  // namespace
 
+std::unique_ptr<Node> make_round_server(ProtocolParts& parts, const LocalWork& work, RoundServerOptions options) {
+  if (options.weights_over_all_clients && !parts.aggregator->is_weighted_mean())
+    throw ConfigError("aggregator.kind", "this protocol weights updates by n_i / (samples of all clients) and needs mean");
+  return std::make_unique<FedAvgServer>(parts, work, std::move(options));
+}
+
 namespace {
 
 NodeSet make_rounds(const std::string& name, Section& protocol, ProtocolParts& parts, LocalWork work) {
   work.steps = protocol.get_int("local_steps", 0, 0);
   NodeSet set = make_star_clients(name, parts, work);
-  RoundRules rules;
-  rules.deadline = from_seconds(protocol.get_double("deadline", 0.0, 0.0));
-  rules.overselect = protocol.get_double("overselect", 1.0, 1.0, 100.0);
-  if (parts.lossy && rules.deadline == 0)
+  RoundServerOptions options;
+  options.deadline = from_seconds(protocol.get_double("deadline", 0.0, 0.0));
+  options.overselect = protocol.get_double("overselect", 1.0, 1.0, 100.0);
+  if (parts.lossy && options.deadline == 0)
     protocol.fail("deadline", "clients that go offline or drop out never answer; give rounds a deadline in virtual "
                               "seconds (e.g. protocol.deadline: 60)");
-  set.nodes[0] = std::make_unique<FedAvgServer>(parts, work, rules);  // last: the server takes the parts it owns
+  if (parts.task->personalized()) options.personal = make_finetuned_models(*parts.task, parts.seed);
+  set.nodes[0] = make_round_server(parts, work, std::move(options));  // last: the server takes the parts it owns
   return set;
 }
 

@@ -32,6 +32,8 @@ ProtocolRegistry& protocol_registry() {
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedasync(s, parts)); });
     r.add("fedfix", "asynchronous FedFix: every period_s, apply the updates finished since the last tick",
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedfix(s, parts)); });
+    r.add("pfedgate", "pFedGate: FedAvg rounds over block-sparse models picked per batch by private gates under budgets",
+          [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_pfedgate(s, parts)); });
     r.add("afa", "anarchic FL (AFA-CD/CS): clients pick their local steps, the server steps with mean gradients",
           [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_afa(s, parts)); });
     return r;

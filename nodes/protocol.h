@@ -29,6 +29,13 @@ struct LearningTask {
   int local_epochs = 1;
   int batch_size = 32;
   float prox_mu = 0.0f;  // FedProx: server-based clients add prox_mu * (w - w_global) to each gradient
+  // Personalized evaluation (data.local_test_fraction > 0): each training client's own test
+  // samples (held out of `partition`), and the novel clients' training and test samples (novel
+  // client k has the node key partition.size() + 1 + k in random streams).
+  Partition local_test;
+  Partition novel_train, novel_test;
+  int finetune_steps = 0;  // eval.finetune_steps
+  bool personalized() const { return !local_test.empty(); }
 };
 
 // The plugins config/ built from their sections (each object is the protocol's to keep).
@@ -56,6 +63,7 @@ struct ProtocolParts {
   std::shared_ptr<const Availability> availability;
   bool lossy = false;           // clients may never answer (availability or dropout): servers need a deadline
   double link_noise_std = 0.0;  // network.noise_std: N(0, std^2) added to every decoded model and update
+  std::vector<double> compute_speeds;    // simulated samples/s by node id (star: clients + 1 + novel)
 };
 
 struct NodeSet {
@@ -80,6 +88,8 @@ NodeSet make_fedamd(Section& protocol, ProtocolParts& parts);
 NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts);
 // Asynchronous gossip learning: Poisson wake-ups, train, push to a random neighbour, merge.
 NodeSet make_gossip(Section& protocol, ProtocolParts& parts);
+// pFedGate: FedAvg's rounds over block-sparse personalized models (private gates per client).
+NodeSet make_pfedgate(Section& protocol, ProtocolParts& parts);
 // MoDeST: hash-ordered decentralized sampling of trainers and aggregators, with crashes.
 NodeSet make_modest(Section& protocol, ProtocolParts& parts);
 

@@ -3,8 +3,10 @@
 // A model arriving while it still trains waits (the newest one only) and is trained on once the
 // update is out.
 #pragma once
+#include <functional>
 #include <utility>
 
+#include "nodes/personalized.h"
 #include "nodes/protocol.h"
 
 namespace starling {
@@ -76,6 +78,23 @@ void add_link_noise(Vector& v, double std, Rng& rng);
 
 // Training samples of each client, in client order (what samplers weigh by).
 std::vector<std::int64_t> client_sizes(const LearningTask& task);
+
+// FedAvg's synchronous server, with the options of the protocols built on it.
+struct RoundServerOptions {
+  // Deadline and over-selection (FedScale's): ceil(`overselect` x K) clients are asked, the first K
+  // updates to arrive make the round, and a round also ends `deadline` after it started.
+  SimTime deadline = 0;  // 0: wait for the K updates
+  double overselect = 1.0;
+  // theta += sum_{i in S} p_i (theta_i - theta) with p_i = n_i / (samples of ALL clients), as if
+  // the unsampled clients sent a zero update (pFedGate's server): the weighted mean over S is
+  // scaled by (samples of S) / (samples of all). Needs a weighted-mean aggregator.
+  bool weights_over_all_clients = false;
+  std::shared_ptr<PersonalModels> personal;  // null: no personalized evaluation
+  // Called at the end of every round, before the round is committed, with the senders of the
+  // round's updates (ascending): protocol-specific metrics.
+  std::function<void(Context&, int round, const std::vector<NodeId>& senders)> round_metrics;
+};
+std::unique_ptr<Node> make_round_server(ProtocolParts& parts, const LocalWork& work, RoundServerOptions options);
 
 // The client nodes of a star: entry 0 (the server) is left empty for the caller. Throws
 // ConfigError naming topology.kind unless the topology is the star with node 0 at its centre.

@@ -112,7 +112,7 @@ TEST(BuildRun, UnknownPluginKindListsKnownNames) {
   expect_config_error(base_with({"aggregator.kind=meen"}), "aggregator.kind",
                       {"aggregator.kind: \"meen\" is unknown aggregator; known: centered_clip, flag, geometric_median, krum, majority_vote, mean, median, multi_krum, nna, trimmed_mean"});
   expect_config_error(base_with({"model.kind=cnnn"}), "model.kind", {"unknown model", "logreg", "mlp"});
-  expect_config_error(base_with({"protocol.kind=fedavgg"}), "protocol.kind", {"known: afa, dpsgd, fedamd, fedasync, fedavg, fedbuff, fedfix, gossip, modest, scafcom, scaffold, scallion, zo_shared"});
+  expect_config_error(base_with({"protocol.kind=fedavgg"}), "protocol.kind", {"known: afa, dpsgd, fedamd, fedasync, fedavg, fedbuff, fedfix, gossip, modest, pfedgate, scafcom, scaffold, scallion, zo_shared"});
   expect_config_error(base_with({"data.dataset=mnistt"}), "data.dataset", {"known: fashion_mnist, synthetic"});
   expect_config_error(base_with({"data.partition.kind=diriclet"}), "data.partition.kind", {"dirichlet"});
   expect_config_error(base_with({"downlink_compressor.kind=topk", "downlink_compressor.feedback=ef21"}),

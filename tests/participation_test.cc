@@ -454,7 +454,7 @@ TEST(Participation, ConfigErrors) {
   expect_error({"availability.dropout=0.1"}, "protocol.deadline", "never answer");
   expect_error({"availability.kind=markov", "protocol.kind=fedbuff"}, "protocol.deadline", "never answer");
   expect_error({"availability.dropout=0.2", "protocol.kind=dpsgd", "topology.kind=ring"}, "availability.dropout",
-               "server-based protocols");
+               "not dpsgd");
   expect_error({"availability.kind=markov", "protocol.kind=fedbuff", "protocol.deadline=5", "protocol.poll_s=0"},
                "protocol.poll_s", "out of range");
   expect_error({"availability.kind=trace", "protocol.deadline=5"}, "availability.path", "is required");
