@@ -12,8 +12,9 @@ namespace {
 
 class FedAvgServer final : public Node {
  public:
-  FedAvgServer(ProtocolParts& parts, bool scaffold)
-      : task_(*parts.task), scaffold_(scaffold), rounds_(parts.rounds), eval_every_(parts.eval_every), model_(parts.initial_model),
+  FedAvgServer(ProtocolParts& parts, bool scaffold, SimTime round_deadline)
+      : task_(*parts.task), scaffold_(scaffold), rounds_(parts.rounds), eval_every_(parts.eval_every),
+        round_deadline_(round_deadline), model_(parts.initial_model),
         sampler_(std::move(parts.sampler)), aggregator_(std::move(parts.aggregator)),
         optimizer_(std::move(parts.server_optimizer)), downlink_(parts.downlink->clone()),
         uplink_decoder_(parts.uplink->clone()), attack_(parts.attack),
@@ -30,10 +31,13 @@ class FedAvgServer final : public Node {
   }
 
   void on_message(Context& ctx, Message&& m) override {
+    // With a deadline, an update that arrives after its round closed is dropped.
+    if (round_deadline_ > 0 && m.kind == MessageKind::kUpdate && m.round >= 1 && m.round < round_) return;
     if (m.kind != MessageKind::kUpdate || m.round != round_ || !expected_.count(m.sender) || updates_.count(m.sender))
       throw Error("fedavg server: unexpected " + std::string(to_string(m.kind)) + " message from node " +
                   std::to_string(m.sender) + " in round " + std::to_string(m.round));
-    auto& u = updates_[m.sender];
+    // Decoded before it is stored: a malformed payload throws and leaves the round as it was.
+    Received u;
     if (sum_encodings_) u.encoded = m.payload;
     else u.update = uplink_decoder_->receive(m.sender, m.payload_bytes(), scaffold_ ? 2 * model_.size() : model_.size());
     if (scaffold_) {  // [dy; dc]: dy goes through the aggregator as FedAvg's update, dc is summed
@@ -43,7 +47,13 @@ class FedAvgServer final : public Node {
     }
     u.samples = m.num_samples;
     u.loss = m.loss;
+    updates_.emplace(m.sender, std::move(u));
     if (updates_.size() == expected_.size()) finish_round(ctx);
+  }
+
+  // The round's deadline: aggregate what arrived (clients that crashed or straggle are left out).
+  void on_timer(Context& ctx, int tag) override {
+    if (tag == round_ && !done_) finish_round(ctx);
   }
 
  private:
@@ -67,6 +77,7 @@ class FedAvgServer final : public Node {
       expected_.insert(m.receiver);
       ctx.send(m);
     }
+    if (round_deadline_ > 0) ctx.set_timer(round_deadline_, round);
   }
 
   void finish_round(Context& ctx) {
@@ -85,8 +96,9 @@ class FedAvgServer final : public Node {
       samples += static_cast<double>(u.samples);
     }
     if (attack_) attack_->corrupt(round_, decoded);
-    optimizer_->apply(model_, sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
-                                             : aggregator_->combine(contributions));
+    if (!contributions.empty())  // (only after a deadline passed with no update in)
+      optimizer_->apply(model_, sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
+                                               : aggregator_->combine(contributions));
     if (scaffold_) {  // c += (|S|/N) mean_S dc: what keeps c the mean of all N clients' c_i
       control_ += control_sum_ / static_cast<float>(clients_);
       control_sum_.setZero();
@@ -95,13 +107,18 @@ class FedAvgServer final : public Node {
     record_server_round(ctx, task_, model_, round_, rounds_, eval_every_, static_cast<double>(contributions.size()),
                         samples > 0 ? loss_sum / samples : 0.0);
     ctx.finish_round(round_);
-    if (round_ == rounds_) ctx.stop();
-    else start_round(ctx, round_ + 1);
+    if (round_ == rounds_) {
+      done_ = true;
+      ctx.stop();
+    } else {
+      start_round(ctx, round_ + 1);
+    }
   }
 
   const LearningTask& task_;
   bool scaffold_;
   int rounds_, eval_every_;
+  SimTime round_deadline_;  // 0: wait for every sampled client
   Vector model_;
   Vector control_, control_sum_;  // SCAFFOLD: global c, and this round's sum of client dc
   std::unique_ptr<ClientSampler> sampler_;
@@ -112,6 +129,7 @@ class FedAvgServer final : public Node {
   bool sum_encodings_;  // linear uplink (sketches) + mean: average the encodings, decode once (FetchSGD)
   int clients_;
   int round_ = 0;
+  bool done_ = false;
   std::set<NodeId> expected_;
   std::map<NodeId, Received> updates_;
 };
@@ -123,7 +141,8 @@ namespace {
 NodeSet make_rounds(const std::string& name, Section& protocol, ProtocolParts& parts, bool scaffold) {
   NodeSet set = make_star_clients(
       name, parts, LocalWork{.steps = protocol.get_int("local_steps", 0, 0), .scaffold = scaffold});
-  set.nodes[0] = std::make_unique<FedAvgServer>(parts, scaffold);  // last: the server takes the parts it owns
+  const SimTime deadline = from_seconds(protocol.get_double("round_deadline_s", 0.0, 0.0));
+  set.nodes[0] = std::make_unique<FedAvgServer>(parts, scaffold, deadline);  // last: the server takes the parts it owns
   return set;
 }
 
