@@ -188,16 +188,13 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
       }
     }
     if (ctx->IsCancelled() && status.ok()) reason = "its stream was cancelled (process died or was dropped)";
-    boost::asio::post(io_, [this, p, reason] { lose(p, reason); });
     {
       std::lock_guard lock(mu_);
+      p->ctx = nullptr;  // lose() must not cancel the call: the status below is the answer
       p->outbox.close();
     }
+    boost::asio::post(io_, [this, p, reason] { lose(p, reason); });
     writer.join();
-    {
-      std::lock_guard lock(mu_);
-      p->ctx = nullptr;
-    }
     return status;
   }
 

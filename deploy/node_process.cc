@@ -99,7 +99,7 @@ int run_node_process(const NodeProcessOptions& options, const RunBuilder& build)
     ctx.set_deadline(deadline);
     const grpc::Status s = stub->Join(&ctx, req, &reply);
     if (!s.ok()) {
-      spdlog::error("node process: the coordinator at {} refused to let us join: {} ({})", options.coordinator,
+      spdlog::error("node process: could not join the coordinator at {}: {} (gRPC status {})", options.coordinator,
                     s.error_message(), static_cast<int>(s.error_code()));
       return 1;
     }
