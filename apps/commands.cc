@@ -341,6 +341,7 @@ int coordinator_command(const CoordinatorArgs& args) {
     spdlog::error("{}", e.what());
     return kExitUsage;
   }
+  if (args.run.quiet) spdlog::set_level(spdlog::level::warn);
   const std::string token = token_from(args.token);
   if (token.empty()) {
     spdlog::error("--token: the coordinator needs a token that node processes must present (--token or STARLING_TOKEN)");

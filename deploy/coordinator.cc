@@ -158,7 +158,6 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
         if (!stream->Write(*frame)) break;
       if (p->cancel_after_drain) ctx->TryCancel();
     });
-    boost::asio::post(io_, [this, p] { connected(p); });
     const MessageLimits limits{p->first, p->last, nodes_, rounds_, max_payload_};
     grpc::Status status = grpc::Status::OK;
     std::string reason = "its stream closed";
@@ -176,6 +175,12 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
           route_message(std::move(*m), id, frame);
         });
       } else if (env.has_heartbeat()) {
+      } else if (env.has_ready()) {
+        {
+          std::lock_guard lock(mu_);
+          p->ready = true;
+        }
+        boost::asio::post(io_, [this, p] { connected(p); });
       } else if (env.has_report()) {
         boost::asio::post(io_, [this, r = std::make_shared<wire::MetricsReport>(std::move(*env.mutable_report()))] { report(*r); });
       } else if (env.has_leave()) {
@@ -236,6 +241,7 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
     std::string host;
     grpc::ServerContext* ctx = nullptr;  // while its Exchange stream is open
     bool lost = false;
+    bool ready = false;  // its nodes are built: it takes messages
     std::atomic<bool> cancel_after_drain{false};
     std::atomic<std::int64_t> last_seen{0};
     Outbox outbox;
@@ -247,7 +253,7 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
   }
 
   void connected(const std::shared_ptr<Proc>& p) {
-    if (finished_) return;
+    if (finished_ || p->lost) return;
     if (started_) {
       spdlog::info("process {} rejoined: nodes {}", p->id, range_text(p->first, p->last));
       p->outbox.push(start_frame());
@@ -270,7 +276,7 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
       for (NodeId i = 0; i < nodes_; ++i) {
         const int o = owner_[static_cast<std::size_t>(i)];
         if (o == kServerNode) continue;
-        if (o < 0 || !procs_.at(o)->ctx) return;
+        if (o < 0 || !procs_.at(o)->ctx || !procs_.at(o)->ready) return;
       }
       started_ = true;
       for (auto& [id, p] : procs_)
@@ -293,7 +299,7 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
     {
       std::lock_guard lock(mu_);
       const int o = owner_[static_cast<std::size_t>(m.receiver)];
-      if (o >= 0 && procs_.at(o)->ctx) p = procs_.at(o);
+      if (o >= 0 && procs_.at(o)->ctx && procs_.at(o)->ready) p = procs_.at(o);
     }
     if (!p) {
       spdlog::debug("dropped a {} message to node {}: no process hosts it", to_string(m.kind), m.receiver);

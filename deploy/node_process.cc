@@ -8,6 +8,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "deploy/runtime.h"
@@ -106,27 +108,13 @@ int run_node_process(const NodeProcessOptions& options, const RunBuilder& build)
   }
   spdlog::info("node process {}: hosting nodes {}-{} of {}", reply.process(), reply.first_node(), reply.last_node(),
                reply.nodes());
-  HostedRun run;
-  try {
-    run = build(reply.config_yaml());
-  } catch (const Error& e) {
-    spdlog::error("node process: the coordinator's config does not build here: {}", e.what());
-    return 2;
-  }
-  if (static_cast<int>(run.nodes.nodes.size()) != reply.nodes()) {
-    spdlog::error("node process: the config builds {} nodes, the coordinator has {}", run.nodes.nodes.size(), reply.nodes());
-    return 2;
-  }
-  std::vector<NodeId> hosted;
-  for (NodeId i = reply.first_node(); i <= reply.last_node(); ++i) hosted.push_back(i);
-
-  boost::asio::io_context io;
-  auto guard = boost::asio::make_work_guard(io);
+  const auto heartbeat_frame = [] {
+    wire::Envelope e;
+    e.mutable_heartbeat()->set_sent_unix_ns(std::chrono::system_clock::now().time_since_epoch().count());
+    return e;
+  };
+  // The stream opens at once: heartbeats flow while the data loads, Ready says the nodes are built.
   Outbox out;
-  NodeProcess host(out);
-  host.io = &io;
-  GrpcRuntime rt(io, std::move(run.nodes), hosted, run.seed, options.threads, host);
-
   grpc::ClientContext ctx;
   auto stream = stub->Exchange(&ctx);
   {
@@ -140,6 +128,57 @@ int run_node_process(const NodeProcessOptions& options, const RunBuilder& build)
       if (!stream->Write(*frame)) break;
     stream->WritesDone();
   });
+  const auto abandon = [&](int code) {
+    out.close();
+    writer.join();
+    ctx.TryCancel();
+    stream->Finish();
+    return code;
+  };
+  HostedRun run;
+  {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool built = false;
+    std::thread beat([&] {
+      std::unique_lock lock(mu);
+      while (!cv.wait_for(lock, std::chrono::milliseconds(std::max(reply.heartbeat_ms(), 10)), [&] { return built; }))
+        out.push(heartbeat_frame());
+    });
+    const auto done = [&] {
+      {
+        std::lock_guard lock(mu);
+        built = true;
+      }
+      cv.notify_all();
+      beat.join();
+    };
+    try {
+      run = build(reply.config_yaml());
+    } catch (const Error& e) {
+      done();
+      spdlog::error("node process: the coordinator's config does not build here: {}", e.what());
+      return abandon(2);
+    }
+    done();
+  }
+  if (static_cast<int>(run.nodes.nodes.size()) != reply.nodes()) {
+    spdlog::error("node process: the config builds {} nodes, the coordinator has {}", run.nodes.nodes.size(), reply.nodes());
+    return abandon(2);
+  }
+  std::vector<NodeId> hosted;
+  for (NodeId i = reply.first_node(); i <= reply.last_node(); ++i) hosted.push_back(i);
+
+  boost::asio::io_context io;
+  auto guard = boost::asio::make_work_guard(io);
+  NodeProcess host(out);
+  host.io = &io;
+  GrpcRuntime rt(io, std::move(run.nodes), hosted, run.seed, options.threads, host);
+  {
+    wire::Envelope ready;
+    ready.mutable_ready();
+    out.push(std::move(ready));
+  }
   bool ended = false;  // the coordinator sent Stop
   std::thread reader([&] {
     wire::Envelope env;
@@ -182,9 +221,7 @@ int run_node_process(const NodeProcessOptions& options, const RunBuilder& build)
 
   boost::asio::steady_timer heartbeat(io);
   std::function<void()> beat = [&] {
-    wire::Envelope e;
-    e.mutable_heartbeat()->set_sent_unix_ns(std::chrono::system_clock::now().time_since_epoch().count());
-    out.push(std::move(e));
+    out.push(heartbeat_frame());
     heartbeat.expires_after(std::chrono::milliseconds(std::max(reply.heartbeat_ms(), 10)));
     heartbeat.async_wait([&](const boost::system::error_code& ec) {
       if (!ec) beat();

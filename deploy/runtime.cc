@@ -74,6 +74,7 @@ void GrpcRuntime::guarded(int origin, F&& handler) {
 }
 
 void GrpcRuntime::start() {
+  start_ = std::chrono::steady_clock::now();  // the run's clock starts with the run, not with the joins
   for (auto& [id, node] : nodes_) {
     if (stopped_) return;
     guarded(-1, [&] { node->on_start(*contexts_.at(id)); });

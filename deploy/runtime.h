@@ -48,7 +48,7 @@ class GrpcRuntime {
   void start();
   // Hands `message` to its receiver (hosted here). origin: the process it came from, -1 if local.
   void deliver(Message message, int origin);
-  // Nanoseconds since this runtime was created.
+  // Nanoseconds since start() (since construction before it).
   SimTime now() const;
   // No handler runs after this; waits for running compute jobs. Call once io_context stopped.
   void shutdown();

@@ -202,6 +202,8 @@ class RawClient {
     e.mutable_hello()->set_token(hello_token);
     e.mutable_hello()->set_process(reply.process());
     stream->Write(e);
+    e.mutable_ready();
+    stream->Write(e);
     std::string stop;
     bool sent = false;
     while (stream->Read(&e)) {
