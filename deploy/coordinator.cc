@@ -182,6 +182,12 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
         }
         boost::asio::post(io_, [this, p] { connected(p); });
       } else if (env.has_report()) {
+        if (auto why = check_report(env.report(), limits)) {
+          spdlog::warn("refused a report from process {}: {}", p->id, *why);
+          status = {grpc::StatusCode::INVALID_ARGUMENT, *why};
+          reason = "it sent a bad report (" + *why + ")";
+          break;
+        }
         boost::asio::post(io_, [this, r = std::make_shared<wire::MetricsReport>(std::move(*env.mutable_report()))] { report(*r); });
       } else if (env.has_leave()) {
         reason = "it left: " + env.leave().reason();

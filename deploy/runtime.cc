@@ -84,7 +84,12 @@ void GrpcRuntime::start() {
 void GrpcRuntime::deliver(Message message, int origin) {
   if (stopped_) return;
   const auto it = nodes_.find(message.receiver);
-  if (it == nodes_.end()) throw Error("node " + std::to_string(message.receiver) + " is not hosted by this process");
+  if (it == nodes_.end()) {
+    const std::string why = "a message for node " + std::to_string(message.receiver) + ", which this process does not host";
+    if (origin >= 0) host_.reject(origin, why);
+    else host_.fail(why);
+    return;
+  }
   guarded(origin, [&] { it->second->on_message(*contexts_.at(message.receiver), std::move(message)); });
 }
 

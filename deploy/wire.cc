@@ -47,4 +47,16 @@ std::optional<std::string> check_message(const wire::NodeMessage& m, const Messa
   return std::nullopt;
 }
 
+std::optional<std::string> check_report(const wire::MetricsReport& r, const MessageLimits& limits) {
+  for (const auto& m : r.metrics()) {
+    if (m.node() != kNoNode && (m.node() < limits.first || m.node() > limits.last))
+      return "a metric of node " + std::to_string(m.node()) + ", which this process does not host";
+    if (m.round() < 0 || m.round() > limits.rounds) return "a metric of round " + std::to_string(m.round()) + ", not in the run";
+    if (m.name().empty() || m.name().size() > 64) return "a metric name that is empty or over 64 characters";
+  }
+  if (r.finished_round() < 0 || r.finished_round() > limits.rounds)
+    return "finished round " + std::to_string(r.finished_round()) + ", not in the run";
+  return std::nullopt;
+}
+
 }  // namespace starling

@@ -27,6 +27,8 @@ struct MessageLimits {
   std::int64_t max_payload_bytes = 0;
 };
 std::optional<std::string> check_message(const wire::NodeMessage& m, const MessageLimits& limits);
+// A node process reports metrics of its own nodes (or global ones) for rounds of the run only.
+std::optional<std::string> check_report(const wire::MetricsReport& r, const MessageLimits& limits);
 
 // Frames waiting for a stream's writer thread. close() lets the writer drain what is queued and end.
 class Outbox {

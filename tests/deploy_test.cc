@@ -273,6 +273,17 @@ TEST(Deploy, BadTokensAndMalformedMessagesAreRefusedAndTheRunGoesOn) {
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << k.says << ": " << s.error_message();
     EXPECT_NE(s.error_message().find(k.says), std::string::npos) << s.error_message();
   }
+  // A node process may report metrics of its own nodes only.
+  const auto report = client.exchange(kToken, [](wire::Envelope& out, const wire::JoinReply&, const wire::NodeMessage*) {
+    auto* m = out.mutable_report()->add_metrics();
+    m->set_round(1);
+    m->set_node(0);
+    m->set_name("test_accuracy");
+    m->set_value(1.0);
+    return true;
+  });
+  EXPECT_EQ(report.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << report.error_message();
+  EXPECT_NE(report.error_message().find("does not host"), std::string::npos) << report.error_message();
   // Far over the limit: gRPC itself refuses the frame.
   const auto huge = client.exchange(kToken, [](wire::Envelope& out, const wire::JoinReply&, const wire::NodeMessage*) {
     *out.mutable_message() = update(1, 1, std::string(3 << 20, 'x'));
