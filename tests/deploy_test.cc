@@ -102,7 +102,9 @@ TEST(Deploy, LaunchWithEightNodeProcessesEqualsTheSimulation) {
   TempDir dir;
   const auto config = dir.write("config.yaml", kConfig);
   const auto db = dir.file("results.db");
-  const auto r = test::run_process({STARLING_BIN, "launch", config, "--procs", "8", "--db", db, "--quiet"}, dir);
+  // Two compute threads per process: results do not depend on it, as in the simulator.
+  const auto r = test::run_process(
+      {STARLING_BIN, "launch", config, "--procs", "8", "--threads", "2", "--db", db, "--quiet"}, dir);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(run_status(db), "finished: ");
   const Metrics sim = simulated({}), dep = deployed(db);
@@ -162,6 +164,37 @@ TEST(Deploy, KilledNodeProcessWithoutDeadlineFailsTheRunClearly) {
   EXPECT_EQ(status.rfind("failed: ", 0), 0u) << status;
   EXPECT_NE(status.find("protocol.round_deadline_s"), std::string::npos) << status;
   EXPECT_EQ(DbReader(db).scalar("SELECT MAX(round) FROM metrics"), "1");  // round 1 was committed
+}
+
+TEST(Deploy, SigtermEndsTheRunAsInterrupted) {
+  TempDir dir;
+  const auto db = dir.file("results.db");
+  auto c = start_coordinator(dir, db, 2, {"rounds=1000000"});
+  ChildGuard coordinator(c.pid);
+  ASSERT_FALSE(c.port.empty()) << test::read_text(c.err);
+  const pid_t a = start_node(dir, c.port), b = start_node(dir, c.port);
+  ChildGuard ga(a), gb(b);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < until) {  // some rounds committed
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!std::filesystem::exists(db)) continue;
+    const auto rounds = DbReader(db).scalar("SELECT COUNT(DISTINCT round) FROM metrics");
+    if (!rounds.empty() && std::stoi(rounds) >= 3) break;
+  }
+  kill(c.pid, SIGTERM);
+  const auto r = test::wait_for(c.pid, c.out, c.err);
+  coordinator.release();
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+  const auto status = run_status(db);
+  EXPECT_EQ(status.rfind("interrupted: ", 0), 0u) << status;
+  EXPECT_GE(std::stoi(DbReader(db).scalar("SELECT COUNT(DISTINCT round) FROM metrics")), 3);
+  for (pid_t p : {a, b}) {  // the node processes were told and ended on their own
+    int st = 0;
+    ASSERT_EQ(waitpid(p, &st, 0), p);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 130) << st;
+  }
+  ga.release();
+  gb.release();
 }
 
 // A raw gRPC client speaking to the coordinator the way a broken or hostile node process would.
