@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include "apps/progress.h"
@@ -326,6 +327,14 @@ std::string random_token() {
   return hex;
 }
 
+std::string read_pem(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in || text.str().empty()) throw ConfigError(what, path + ": cannot read this PEM file");
+  return text.str();
+}
+
 int exit_code_of(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
 
 }  // namespace
@@ -370,6 +379,16 @@ int coordinator_command(const CoordinatorArgs& args) {
   options.heartbeat_timeout_s = plan->deploy.heartbeat_timeout_s;
   options.join_timeout_s = plan->deploy.join_timeout_s;
   options.round_deadline = plan->round_deadline;
+  try {
+    if (!plan->deploy.tls_cert.empty()) {
+      options.tls_cert_pem = read_pem(plan->deploy.tls_cert, "deploy.tls_cert");
+      options.tls_key_pem = read_pem(plan->deploy.tls_key, "deploy.tls_key");
+    }
+  } catch (const ConfigError& e) {
+    db->end_run(run_id, "failed", e.what());
+    spdlog::error("{}", e.what());
+    return kExitUsage;
+  }
   DeployedRun run{std::move(plan->nodes), plan->server_nodes, plan->seed, plan->rounds, plan->resolved_config};
   CoordinatorResult result;
   try {
@@ -406,6 +425,7 @@ int node_command(const NodeArgs& args) {
   NodeProcessOptions options;
   options.coordinator = args.coordinator;
   options.token = token_from(args.token);
+  if (!args.tls_ca.empty()) options.tls_ca_pem = read_pem(args.tls_ca, "--tls-ca");
   options.threads = args.threads;
   options.connect_timeout_s = args.connect_timeout_s;
   options.crash_at_round = args.crash_at_round;
@@ -441,6 +461,15 @@ int node_command(const NodeArgs& args) {
 }
 
 int launch_command(const LaunchArgs& args) {
+  // With TLS the node processes trust the coordinator's own certificate (it must name 127.0.0.1).
+  std::string tls_ca;
+  try {
+    const YAML::Node doc = load_config(args.run.config_path, args.run.overrides);
+    if (doc["deploy"] && doc["deploy"]["tls_cert"]) tls_ca = doc["deploy"]["tls_cert"].as<std::string>();
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return kExitUsage;
+  }
   const std::string token = random_token();
   setenv("STARLING_TOKEN", token.c_str(), 1);  // the children inherit it; it never shows in `ps`
   const auto port_file =
@@ -478,9 +507,12 @@ int launch_command(const LaunchArgs& args) {
   }
   std::filesystem::remove(port_file);
   std::vector<pid_t> nodes;
-  for (int i = 0; i < args.procs; ++i)
-    nodes.push_back(spawn({"starling", "node", "--coordinator", "127.0.0.1:" + port, "--threads",
-                           std::to_string(args.run.threads), "--quiet"}));
+  for (int i = 0; i < args.procs; ++i) {
+    std::vector<std::string> node = {"starling", "node", "--coordinator", "127.0.0.1:" + port, "--threads",
+                                     std::to_string(args.run.threads), "--quiet"};
+    if (!tls_ca.empty()) node.insert(node.end(), {"--tls-ca", tls_ca});
+    nodes.push_back(spawn(node));
+  }
   int code = kExitRunFailed;
   while (true) {
     const pid_t pid = waitpid(-1, &status, 0);

@@ -35,6 +35,7 @@ struct NodeArgs {
   std::string coordinator;  // host:port
   std::string nodes;        // "a-b" or "a": the block to host; empty: the coordinator picks
   std::string token;        // empty: $STARLING_TOKEN
+  std::string tls_ca;       // PEM file of the root certificates to trust: connect with TLS
   int threads = 1;
   double connect_timeout_s = 60.0;
   int crash_at_round = 0;   // tests only

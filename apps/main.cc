@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   node_cmd->add_option("--coordinator", node.coordinator, "The coordinator's address, host:port")->required();
   node_cmd->add_option("--nodes", node.nodes, "Node ids to host, e.g. 1-25 (default: the coordinator picks a block)");
   node_cmd->add_option("--token", node.token, "The coordinator's token (default: $STARLING_TOKEN)");
+  node_cmd->add_option("--tls-ca", node.tls_ca, "Connect with TLS, trusting the root certificates in this PEM file");
   node_cmd->add_option("--threads", node.threads, "Compute threads")->check(CLI::Range(1, 1024));
   node_cmd->add_option("--connect-timeout", node.connect_timeout_s, "Seconds to wait for the coordinator")
       ->capture_default_str();

@@ -242,6 +242,11 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   plan->deploy.heartbeat_ms = static_cast<int>(deploy.get_int("heartbeat_ms", 500, 10, 600'000));
   plan->deploy.heartbeat_timeout_s = deploy.get_double("heartbeat_timeout_s", 10.0, 0.0, 86400.0, true);
   plan->deploy.join_timeout_s = deploy.get_double("join_timeout_s", 120.0, 0.0, 86400.0, true);
+  plan->deploy.tls_cert = deploy.get<std::string>("tls_cert", "");
+  plan->deploy.tls_key = deploy.get<std::string>("tls_key", "");
+  if (plan->deploy.tls_cert.empty() != plan->deploy.tls_key.empty())
+    deploy.fail(plan->deploy.tls_cert.empty() ? "tls_cert" : "tls_key",
+                "TLS needs both deploy.tls_cert and deploy.tls_key (PEM files), or neither");
   if (server_based) plan->server_nodes = {0};
 
   std::unique_ptr<Partitioner> partitioner;

@@ -43,6 +43,7 @@ struct DeployParams {
   int heartbeat_ms = 500;            // node processes send a heartbeat this often
   double heartbeat_timeout_s = 10.0; // a node process silent for this long is dropped
   double join_timeout_s = 120.0;     // the run fails unless every node is hosted by then
+  std::string tls_cert, tls_key;     // PEM files: the coordinator serves TLS (both or neither)
 };
 
 // Everything a run needs. Owns the data and model that the nodes refer to.

@@ -42,7 +42,13 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
   CoordinatorResult run() {
     grpc::ServerBuilder builder;
     int port = 0;
-    builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(), &port);
+    std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+    if (!options_.tls_cert_pem.empty()) {
+      grpc::SslServerCredentialsOptions tls;
+      tls.pem_key_cert_pairs.push_back({options_.tls_key_pem, options_.tls_cert_pem});
+      credentials = grpc::SslServerCredentials(tls);
+    }
+    builder.AddListeningPort(options_.listen, credentials, &port);
     builder.RegisterService(this);
     // Frames a little over the payload limit reach check_message, which says why; far larger ones
     // gRPC refuses itself (RESOURCE_EXHAUSTED).
@@ -55,8 +61,8 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
       std::ofstream(tmp) << port << "\n";
       std::filesystem::rename(tmp, options_.port_file);
     }
-    spdlog::info("coordinator listening on {} (port {}): {} nodes, {} hosted here, {} for node processes in blocks of {}",
-                 options_.listen, port, nodes_, nodes_ - clients_, clients_, block_);
+    spdlog::info("coordinator listening on {} (port {}{}): {} nodes, {} hosted here, {} for node processes in blocks of {}",
+                 options_.listen, port, options_.tls_cert_pem.empty() ? "" : ", TLS", nodes_, nodes_ - clients_, clients_, block_);
 
     auto guard = boost::asio::make_work_guard(io_);
     boost::asio::signal_set signals(io_, SIGINT, SIGTERM);

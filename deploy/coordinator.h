@@ -18,6 +18,7 @@ struct CoordinatorOptions {
   std::string port_file;                 // if set, the bound port is written there once listening
   int threads = 1;                       // compute threads of the coordinator's own nodes
   // The config's deploy section.
+  std::string tls_cert_pem, tls_key_pem;  // non-empty: serve TLS with this certificate chain and key
   double max_message_mb = 64.0;
   int heartbeat_ms = 500;
   double heartbeat_timeout_s = 10.0;

@@ -82,7 +82,13 @@ int run_node_process(const NodeProcessOptions& options, const RunBuilder& build)
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);  // the coordinator is trusted; it enforces the limit on what we send
   args.SetMaxSendMessageSize(-1);
-  auto channel = grpc::CreateCustomChannel(options.coordinator, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!options.tls_ca_pem.empty()) {
+    grpc::SslCredentialsOptions tls;
+    tls.pem_root_certs = options.tls_ca_pem;
+    credentials = grpc::SslCredentials(tls);
+  }
+  auto channel = grpc::CreateCustomChannel(options.coordinator, credentials, args);
   auto stub = wire::Coordinator::NewStub(channel);
   const auto deadline = std::chrono::system_clock::now() +
                         std::chrono::milliseconds(static_cast<std::int64_t>(options.connect_timeout_s * 1000));

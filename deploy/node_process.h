@@ -20,6 +20,7 @@ using RunBuilder = std::function<HostedRun(const std::string& config_yaml)>;
 struct NodeProcessOptions {
   std::string coordinator;      // host:port
   std::string token;
+  std::string tls_ca_pem;       // non-empty: connect with TLS, trusting these root certificates
   NodeId first = -1, last = -1; // -1, -1: the coordinator picks the block
   int threads = 1;              // compute threads
   double connect_timeout_s = 60.0;

@@ -98,6 +98,15 @@ pid_t start_node(const TempDir& dir, const std::string& port, const std::vector<
   return test::spawn(args, dir.file("node" + tag + ".out"), dir.file("node" + tag + ".err"));
 }
 
+TEST(Deploy, TlsTakesBothCertificateAndKey) {
+  try {
+    test::plan_from(kConfig, {"deploy.tls_cert=cert.pem"});
+    FAIL() << "a certificate without a key was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key_path(), "deploy.tls_key");
+  }
+}
+
 TEST(Deploy, LaunchWithEightNodeProcessesEqualsTheSimulation) {
   TempDir dir;
   const auto config = dir.write("config.yaml", kConfig);
@@ -195,6 +204,35 @@ TEST(Deploy, SigtermEndsTheRunAsInterrupted) {
   }
   ga.release();
   gb.release();
+}
+
+TEST(Deploy, TlsCoordinatorServesTlsNodesAndRefusesPlaintext) {
+  TempDir dir;
+  const auto cert = dir.file("cert.pem"), key = dir.file("key.pem");
+  const auto made = test::run_process({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                                       "-out", cert, "-days", "1", "-subj", "/CN=localhost", "-addext",
+                                       "subjectAltName=IP:127.0.0.1,DNS:localhost"},
+                                      dir);
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto db = dir.file("results.db");
+  const std::vector<std::string> tls = {"deploy.tls_cert=" + cert, "deploy.tls_key=" + key};
+  auto c = start_coordinator(dir, db, 1, tls);
+  ChildGuard coordinator(c.pid);
+  ASSERT_FALSE(c.port.empty()) << test::read_text(c.err);
+  // Plaintext cannot join.
+  const auto plain = test::run_process({STARLING_BIN, "node", "--coordinator", "127.0.0.1:" + c.port, "--connect-timeout", "2"}, dir);
+  EXPECT_EQ(plain.exit_code, 1) << plain.err;
+  EXPECT_NE(plain.err.find("could not join"), std::string::npos) << plain.err;
+  const pid_t node = start_node(dir, c.port, {"--tls-ca", cert});
+  ChildGuard node_guard(node);
+  const auto r = test::wait_for(c.pid, c.out, c.err);
+  coordinator.release();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(deployed(db), simulated({}));
+  // `launch` passes the certificate to its node processes.
+  const auto config = dir.write("tls.yaml", kConfig + "deploy: { tls_cert: " + cert + ", tls_key: " + key + " }\n");
+  const auto launched = test::run_process({STARLING_BIN, "launch", config, "--procs", "2", "--db", dir.file("l.db"), "--quiet"}, dir);
+  EXPECT_EQ(launched.exit_code, 0) << launched.err;
 }
 
 // A raw gRPC client speaking to the coordinator the way a broken or hostile node process would.
