@@ -344,7 +344,7 @@ int coordinator_command(const CoordinatorArgs& args) {
   try {
     plan = plan_for(args.run);
     if (plan->server_nodes.empty())
-      throw ConfigError("protocol.kind", "the gRPC deployment runs server-based protocols (fedavg, scaffold, fedbuff, "
+      throw ConfigError("protocol.kind", "the gRPC deployment runs server-based protocols (fedavg, scaffold, fedamd, fedbuff, "
                                          "fedasync, fedfix, afa); decentralized ones report to an in-process observer");
   } catch (const Error& e) {
     spdlog::error("{}", e.what());

@@ -41,8 +41,7 @@ class FedAvgServer final : public Node {
     if (sum_encodings_) u.encoded = m.payload;
     else u.update = uplink_decoder_->receive(m.sender, m.payload_bytes(), scaffold_ ? 2 * model_.size() : model_.size());
     if (scaffold_) {  // [dy; dc]: dy goes through the aggregator as FedAvg's update, dc is summed
-      if (control_sum_.size() == 0) control_sum_ = Vector::Zero(model_.size());
-      control_sum_ += u.update.tail(model_.size());
+      u.control = u.update.tail(model_.size());
       u.update.conservativeResize(model_.size());
     }
     u.samples = m.num_samples;
@@ -60,6 +59,7 @@ class FedAvgServer final : public Node {
   struct Received {
     Vector update;
     std::shared_ptr<const Payload> encoded;  // kept instead of `update` when encodings are summed
+    Vector control;                          // SCAFFOLD: the client's dc
     std::int64_t samples = 0;
     float loss = 0.0f;
   };
@@ -99,9 +99,11 @@ class FedAvgServer final : public Node {
     if (!contributions.empty())  // (only after a deadline passed with no update in)
       optimizer_->apply(model_, sum_encodings_ ? uplink_decoder_->decode_mean(encoded, weights, model_.size())
                                                : aggregator_->combine(contributions));
-    if (scaffold_) {  // c += (|S|/N) mean_S dc: what keeps c the mean of all N clients' c_i
-      control_ += control_sum_ / static_cast<float>(clients_);
-      control_sum_.setZero();
+    if (scaffold_ && !updates_.empty()) {  // c += (|S|/N) mean_S dc: what keeps c the mean of all N clients' c_i
+      // Summed in sender order, whatever order the updates arrived in (the deployed run's too).
+      Vector control_sum = Vector::Zero(model_.size());
+      for (const auto& [sender, u] : updates_) control_sum += u.control;
+      control_ += control_sum / static_cast<float>(clients_);
     }
     updates_.clear();
     record_server_round(ctx, task_, model_, round_, rounds_, eval_every_, static_cast<double>(contributions.size()),
@@ -120,7 +122,7 @@ class FedAvgServer final : public Node {
   int rounds_, eval_every_;
   SimTime round_deadline_;  // 0: wait for every sampled client
   Vector model_;
-  Vector control_, control_sum_;  // SCAFFOLD: global c, and this round's sum of client dc
+  Vector control_;  // SCAFFOLD: the global control variate c
   std::unique_ptr<ClientSampler> sampler_;
   std::unique_ptr<Aggregator> aggregator_;
   std::unique_ptr<ServerOptimizer> optimizer_;

@@ -132,6 +132,19 @@ TEST(Deploy, LaunchWithEightNodeProcessesEqualsTheSimulation) {
   EXPECT_NE(grpc, static_cast<double>(sim_bytes));
 }
 
+TEST(Deploy, ScaffoldAndFedamdDeployedEqualTheSimulation) {
+  for (const std::string kind : {"scaffold", "fedamd"}) {
+    TempDir dir;
+    const auto config = dir.write("config.yaml", kConfig);
+    const auto db = dir.file("results.db");
+    const auto r = test::run_process({STARLING_BIN, "launch", config, "--procs", "3", "--set", "protocol.kind=" + kind,
+                                      "--db", db, "--quiet"},
+                                     dir);
+    ASSERT_EQ(r.exit_code, 0) << kind << ": " << r.err;
+    EXPECT_EQ(deployed(db), simulated({"protocol.kind=" + kind})) << kind;
+  }
+}
+
 TEST(Deploy, KilledNodeProcessIsDroppedAfterTheRoundDeadline) {
   TempDir dir;
   const auto db = dir.file("results.db");
