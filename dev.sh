@@ -14,6 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 PACKAGES=(build-essential cmake ninja-build pkg-config
           libeigen3-dev libtbb-dev libyaml-cpp-dev libcli11-dev libspdlog-dev libsqlite3-dev zlib1g-dev
           libgtest-dev libgmock-dev libbenchmark-dev libopenblas-pthread-dev sqlite3 dataset-fashion-mnist
+          libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libboost-dev
           python3 python3-matplotlib)
 # Only for `bench`: the PyTorch reference loop (../shared/baselines) and its fast BLAS.
 BENCH_PACKAGES=(python3-torch python3-numpy libopenblas0-openmp)

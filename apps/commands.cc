@@ -16,9 +16,13 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
+#include <thread>
 
 #include "apps/progress.h"
 #include "config/experiment.h"
+#include "deploy/coordinator.h"
+#include "deploy/node_process.h"
 #include "store/results_db.h"
 
 namespace starling {
@@ -68,17 +72,43 @@ KeyValues split_assignments(const std::vector<std::string>& assignments) {
 
 std::string config_stem(const std::string& path) { return std::filesystem::path(path).stem().string(); }
 
+// Opens the results database and adds the run's row (status running). False: the error is logged.
+bool open_run(const RunPlan& plan, const RunArgs& args, const std::string& db_path, std::unique_ptr<ResultsDb>& db,
+              std::int64_t& run_id) {
+  try {
+    db = std::make_unique<ResultsDb>(db_path);
+    RunMeta meta{plan.config_values, args.sweep_name, args.sweep_repeat, split_assignments(args.sweep_params)};
+    run_id = db->begin_run(plan.name, plan.resolved_config, plan.seed, STARLING_VERSION, meta);
+    return true;
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+    return false;
+  }
+}
+
+void log_finished(ResultsDb& db, std::int64_t run_id, const char* time_kind) {
+  const auto row = db.run(run_id);
+  spdlog::info("run {} finished: test_accuracy {}, {} on the wire, {} s {}, {} s wall", run_id,
+               format_optional(row->test_accuracy, "%.4f"), row->bytes_total ? human_bytes(*row->bytes_total) : "-",
+               format_optional(row->sim_time, "%.1f"), time_kind, format_optional(row->wall_seconds, "%.1f"));
+}
+
+// The config of a run (overrides and a sweep's point applied), built. Throws Error.
+std::unique_ptr<RunPlan> plan_for(const RunArgs& args) {
+  auto overrides = args.overrides;
+  overrides.insert(overrides.end(), args.sweep_params.begin(), args.sweep_params.end());
+  auto doc = load_config(args.config_path, overrides);
+  if (take_sweep(doc) && args.sweep_name.empty())
+    spdlog::warn("ignoring the sweep: section of {}; `starling sweep` runs all its points", args.config_path);
+  return build_run(doc, config_stem(args.config_path));
+}
+
 }  // namespace
 
 int run_command(const RunArgs& args) {
   std::unique_ptr<RunPlan> plan;
   try {
-    auto overrides = args.overrides;
-    overrides.insert(overrides.end(), args.sweep_params.begin(), args.sweep_params.end());
-    auto doc = load_config(args.config_path, overrides);
-    if (take_sweep(doc) && args.sweep_name.empty())
-      spdlog::warn("ignoring the sweep: section of {}; `starling sweep` runs all its points", args.config_path);
-    plan = build_run(doc, config_stem(args.config_path));
+    plan = plan_for(args);
   } catch (const Error& e) {  // a config key or a dataset file: the user's to fix
     spdlog::error("{}", e.what());
     return kExitUsage;
@@ -86,14 +116,7 @@ int run_command(const RunArgs& args) {
   const std::string db_path = args.db.empty() ? plan->db_path : args.db;
   std::unique_ptr<ResultsDb> db;
   std::int64_t run_id = 0;
-  try {
-    db = std::make_unique<ResultsDb>(db_path);
-    RunMeta meta{plan->config_values, args.sweep_name, args.sweep_repeat, split_assignments(args.sweep_params)};
-    run_id = db->begin_run(plan->name, plan->resolved_config, plan->seed, STARLING_VERSION, meta);
-  } catch (const Error& e) {
-    spdlog::error("{}", e.what());
-    return kExitUsage;
-  }
+  if (!open_run(*plan, args, db_path, db, run_id)) return kExitUsage;
   if (!args.quiet)
     spdlog::info("run {} '{}': {} rounds, {} nodes, {} threads -> {}", run_id, plan->name, plan->rounds,
                  plan->nodes.nodes.size(), args.threads, db_path);
@@ -134,12 +157,7 @@ int run_command(const RunArgs& args) {
       break;
   }
   db->end_run(run_id, "finished");
-  if (!args.quiet) {
-    const auto row = db->run(run_id);
-    spdlog::info("run {} finished: test_accuracy {}, {} on the wire, {} s simulated, {} s wall", run_id,
-                 format_optional(row->test_accuracy, "%.4f"), row->bytes_total ? human_bytes(*row->bytes_total) : "-",
-                 format_optional(row->sim_time, "%.1f"), format_optional(row->wall_seconds, "%.1f"));
-  }
+  if (!args.quiet) log_finished(*db, run_id, "simulated");
   return kExitOk;
 }
 
@@ -283,6 +301,249 @@ int sweep_command(const SweepArgs& args) {
     return kExitRunFailed;
   }
   return kExitOk;
+}
+
+// ---- The gRPC deployment ----
+
+namespace {
+
+std::string token_from(const std::string& given) {
+  if (!given.empty()) return given;
+  const char* env = std::getenv("STARLING_TOKEN");
+  return env ? env : "";
+}
+
+// 16 random bytes from the kernel, as hex: the shared secret of one `launch`.
+std::string random_token() {
+  std::ifstream urandom("/dev/urandom", std::ios::binary);
+  unsigned char bytes[16] = {};
+  if (!urandom.read(reinterpret_cast<char*>(bytes), sizeof bytes)) throw Error("cannot read /dev/urandom for a token");
+  std::string hex;
+  for (unsigned char b : bytes) {
+    char buf[3];
+    std::snprintf(buf, sizeof buf, "%02x", b);
+    hex += buf;
+  }
+  return hex;
+}
+
+std::string read_pem(const std::string& path, const std::string& what) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in || text.str().empty()) throw ConfigError(what, path + ": cannot read this PEM file");
+  return text.str();
+}
+
+int exit_code_of(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+
+}  // namespace
+
+int coordinator_command(const CoordinatorArgs& args) {
+  std::unique_ptr<RunPlan> plan;
+  try {
+    plan = plan_for(args.run);
+    if (plan->server_nodes.empty())
+      throw ConfigError("protocol.kind", "the gRPC deployment runs server-based protocols (fedavg, scaffold, fedamd, fedbuff, "
+                                         "fedasync, fedfix, afa); decentralized ones report to an in-process observer");
+  } catch (const Error& e) {
+    spdlog::error("{}", e.what());
+    return kExitUsage;
+  }
+  if (args.run.quiet) spdlog::set_level(spdlog::level::warn);
+  const std::string token = token_from(args.token);
+  if (token.empty()) {
+    spdlog::error("--token: the coordinator needs a token that node processes must present (--token or STARLING_TOKEN)");
+    return kExitUsage;
+  }
+  const std::string db_path = args.run.db.empty() ? plan->db_path : args.run.db;
+  std::unique_ptr<ResultsDb> db;
+  std::int64_t run_id = 0;
+  if (!open_run(*plan, args.run, db_path, db, run_id)) return kExitUsage;
+  if (!args.run.quiet)
+    spdlog::info("run {} '{}' (deployed): {} rounds, {} nodes -> {}", run_id, plan->name, plan->rounds,
+                 plan->nodes.nodes.size(), db_path);
+  RunWriter writer(*db, run_id);
+  Progress progress(plan->rounds, Progress::mode_for(args.run.quiet, stderr));
+  MetricTee tee;
+  tee.add(&writer);
+  tee.add(&progress);
+  CoordinatorOptions options;
+  options.listen = args.listen;
+  options.token = token;
+  options.procs = args.procs;
+  options.port_file = args.port_file;
+  options.threads = args.run.threads;
+  options.max_message_mb = plan->deploy.max_message_mb;
+  options.heartbeat_ms = plan->deploy.heartbeat_ms;
+  options.heartbeat_timeout_s = plan->deploy.heartbeat_timeout_s;
+  options.join_timeout_s = plan->deploy.join_timeout_s;
+  options.round_deadline = plan->round_deadline;
+  try {
+    if (!plan->deploy.tls_cert.empty()) {
+      options.tls_cert_pem = read_pem(plan->deploy.tls_cert, "deploy.tls_cert");
+      options.tls_key_pem = read_pem(plan->deploy.tls_key, "deploy.tls_key");
+    }
+  } catch (const ConfigError& e) {
+    db->end_run(run_id, "failed", e.what());
+    spdlog::error("{}", e.what());
+    return kExitUsage;
+  }
+  DeployedRun run{std::move(plan->nodes), plan->server_nodes, plan->seed, plan->rounds, plan->resolved_config};
+  CoordinatorResult result;
+  try {
+    result = run_coordinator(std::move(run), options, tee);
+  } catch (const std::exception& e) {
+    progress.finish();
+    db->end_run(run_id, "failed", e.what());
+    spdlog::error("run {} failed: {}", run_id, e.what());
+    return kExitRunFailed;
+  }
+  progress.finish();
+  switch (result.status) {
+    case CoordinatorResult::Status::kInterrupted:
+      db->end_run(run_id, "interrupted", result.error);
+      spdlog::warn("run {} interrupted ({}); every completed round is in {}", run_id, result.error, db_path);
+      return kExitInterrupted;
+    case CoordinatorResult::Status::kFailed:
+      db->end_run(run_id, "failed", result.error);
+      spdlog::error("run {} failed: {}", run_id, result.error);
+      return kExitRunFailed;
+    case CoordinatorResult::Status::kFinished:
+      break;
+  }
+  db->end_run(run_id, "finished");
+  if (!args.run.quiet) {
+    log_finished(*db, run_id, "real");
+    spdlog::info("gRPC frames: {} for {} of messages", human_bytes(static_cast<double>(result.grpc_bytes_total)),
+                 human_bytes(static_cast<double>(result.bytes_total)));
+  }
+  return kExitOk;
+}
+
+int node_command(const NodeArgs& args) {
+  NodeProcessOptions options;
+  options.coordinator = args.coordinator;
+  options.token = token_from(args.token);
+  if (!args.tls_ca.empty()) options.tls_ca_pem = read_pem(args.tls_ca, "--tls-ca");
+  options.threads = args.threads;
+  options.connect_timeout_s = args.connect_timeout_s;
+  options.crash_at_round = args.crash_at_round;
+  if (!args.nodes.empty()) {
+    const auto dash = args.nodes.find('-');
+    try {
+      std::size_t used = 0;
+      options.first = std::stoi(args.nodes.substr(0, dash), &used);
+      if (used != (dash == std::string::npos ? args.nodes.size() : dash)) throw std::invalid_argument("");
+      options.last = dash == std::string::npos ? options.first : std::stoi(args.nodes.substr(dash + 1), &used);
+      if (dash != std::string::npos && used != args.nodes.size() - dash - 1) throw std::invalid_argument("");
+    } catch (const std::exception&) {
+      throw ConfigError("--nodes", "\"" + args.nodes + "\" is not a node id or a range like 1-25");
+    }
+    if (options.first < 0 || options.last < options.first)
+      throw ConfigError("--nodes", "\"" + args.nodes + "\" is not a range of node ids (first <= last, from 0)");
+  }
+  const RunBuilder build = [](const std::string& yaml) {
+    YAML::Node doc;
+    try {
+      doc = YAML::Load(yaml);
+    } catch (const YAML::Exception& e) {
+      throw ConfigError("", std::string("the coordinator's config is not valid YAML: ") + e.what());
+    }
+    std::shared_ptr<RunPlan> plan = build_run(doc, "deployed");
+    HostedRun hosted;
+    hosted.nodes = std::move(plan->nodes);
+    hosted.seed = plan->seed;
+    hosted.keep_alive = plan;
+    return hosted;
+  };
+  return run_node_process(options, build);
+}
+
+int launch_command(const LaunchArgs& args) {
+  // With TLS the node processes trust the coordinator's own certificate (it must name 127.0.0.1).
+  std::string tls_ca;
+  try {
+    const YAML::Node doc = load_config(args.run.config_path, args.run.overrides);
+    if (doc["deploy"] && doc["deploy"]["tls_cert"]) tls_ca = doc["deploy"]["tls_cert"].as<std::string>();
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return kExitUsage;
+  }
+  const std::string token = random_token();
+  setenv("STARLING_TOKEN", token.c_str(), 1);  // the children inherit it; it never shows in `ps`
+  const auto port_file =
+      (std::filesystem::temp_directory_path() / ("starling-launch-" + std::to_string(getpid()) + ".port")).string();
+  std::filesystem::remove(port_file);
+  std::vector<std::string> argv = {"starling", "coordinator", args.run.config_path, "--listen", "127.0.0.1:0",
+                                   "--procs", std::to_string(args.procs), "--port-file", port_file,
+                                   "--threads", std::to_string(args.run.threads)};
+  for (const auto& o : args.run.overrides) argv.insert(argv.end(), {"--set", o});
+  if (!args.run.db.empty()) argv.insert(argv.end(), {"--db", args.run.db});
+  if (args.run.quiet) argv.push_back("--quiet");
+
+  g_interrupted.store(false);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  const pid_t coordinator = spawn(argv);
+  bool forwarded = false;
+  const auto forward_signal = [&] {
+    if (g_interrupted.load() && !forwarded) {
+      kill(coordinator, SIGTERM);  // it ends the run (interrupted) and stops the node processes
+      forwarded = true;
+    }
+  };
+  // The coordinator writes its port once it listens (after loading the data).
+  std::string port;
+  int status = 0;
+  while (port.empty()) {
+    if (waitpid(coordinator, &status, WNOHANG) == coordinator) {
+      std::filesystem::remove(port_file);
+      return exit_code_of(status);
+    }
+    forward_signal();
+    std::ifstream(port_file) >> port;
+    if (port.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::filesystem::remove(port_file);
+  std::vector<pid_t> nodes;
+  for (int i = 0; i < args.procs; ++i) {
+    std::vector<std::string> node = {"starling", "node", "--coordinator", "127.0.0.1:" + port, "--threads",
+                                     std::to_string(args.run.threads), "--quiet"};
+    if (!tls_ca.empty()) node.insert(node.end(), {"--tls-ca", tls_ca});
+    nodes.push_back(spawn(node));
+  }
+  int code = kExitRunFailed;
+  while (true) {
+    const pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) {
+        forward_signal();
+        continue;
+      }
+      break;
+    }
+    if (pid == coordinator) {
+      code = exit_code_of(status);
+      break;
+    }
+    nodes.erase(std::remove(nodes.begin(), nodes.end(), pid), nodes.end());
+    if (exit_code_of(status) != 0) spdlog::warn("node process {} exited with code {}", pid, exit_code_of(status));
+  }
+  // The coordinator sent every node process Stop; give them a moment, then end the stragglers.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!nodes.empty() && std::chrono::steady_clock::now() < until) {
+    const pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid > 0) nodes.erase(std::remove(nodes.begin(), nodes.end(), pid), nodes.end());
+    else std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (pid_t pid : nodes) {
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
+  }
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  return code;
 }
 
 }  // namespace starling

@@ -23,7 +23,32 @@ struct SweepArgs {
   int jobs = 1;  // runs at once
 };
 
+// The gRPC deployment (README "Deployment").
+struct CoordinatorArgs {
+  RunArgs run;            // config, --set, --db, --threads (the coordinator's own nodes), --quiet
+  std::string listen = "0.0.0.0:50051";
+  int procs = 1;          // node processes that will join
+  std::string token;      // empty: $STARLING_TOKEN
+  std::string port_file;  // write the bound port here (for `launch`)
+};
+struct NodeArgs {
+  std::string coordinator;  // host:port
+  std::string nodes;        // "a-b" or "a": the block to host; empty: the coordinator picks
+  std::string token;        // empty: $STARLING_TOKEN
+  std::string tls_ca;       // PEM file of the root certificates to trust: connect with TLS
+  int threads = 1;
+  double connect_timeout_s = 60.0;
+  int crash_at_round = 0;   // tests only
+};
+struct LaunchArgs {
+  RunArgs run;
+  int procs = 1;
+};
+
 int run_command(const RunArgs& args);
+int coordinator_command(const CoordinatorArgs& args);
+int node_command(const NodeArgs& args);
+int launch_command(const LaunchArgs& args);
 int sweep_command(const SweepArgs& args);
 int runs_command(const std::string& db);
 int show_command(const std::string& db, long long run_id);

@@ -38,6 +38,41 @@ int main(int argc, char** argv) {
   sweep_cmd->add_option("--threads", sweep.run.threads, "Worker threads of each run")->check(CLI::Range(1, 1024));
   sweep_cmd->add_flag("--quiet,-q", sweep.run.quiet, "No progress output");
 
+  CoordinatorArgs coord;
+  auto* coord_cmd = app.add_subcommand("coordinator", "Coordinate a deployed run: hand out nodes and the config over gRPC");
+  coord_cmd->add_option("config", coord.run.config_path, "Experiment config (YAML)")->required();
+  coord_cmd->add_option("--listen", coord.listen, "Address to serve on, host:port (port 0: any free one)")->capture_default_str();
+  coord_cmd->add_option("--procs", coord.procs, "Node processes that will join (the client nodes are split among them)")
+      ->check(CLI::Range(1, 100000))->capture_default_str();
+  coord_cmd->add_option("--token", coord.token, "Shared secret node processes must present (default: $STARLING_TOKEN)");
+  coord_cmd->add_option("--set", coord.run.overrides, "Override a config value: key.path=value (repeatable)");
+  coord_cmd->add_option("--db", coord.run.db, "Results database (default: log.db of the config)");
+  coord_cmd->add_option("--threads", coord.run.threads, "Compute threads of the coordinator's own nodes")->check(CLI::Range(1, 1024));
+  coord_cmd->add_flag("--quiet,-q", coord.run.quiet, "No progress output");
+  coord_cmd->add_option("--port-file", coord.port_file, "Write the bound port to this file once listening");
+
+  NodeArgs node;
+  bool node_quiet = false;
+  auto* node_cmd = app.add_subcommand("node", "Host a block of nodes of a deployed run (joins a coordinator)");
+  node_cmd->add_option("--coordinator", node.coordinator, "The coordinator's address, host:port")->required();
+  node_cmd->add_option("--nodes", node.nodes, "Node ids to host, e.g. 1-25 (default: the coordinator picks a block)");
+  node_cmd->add_option("--token", node.token, "The coordinator's token (default: $STARLING_TOKEN)");
+  node_cmd->add_option("--tls-ca", node.tls_ca, "Connect with TLS, trusting the root certificates in this PEM file");
+  node_cmd->add_option("--threads", node.threads, "Compute threads")->check(CLI::Range(1, 1024));
+  node_cmd->add_option("--connect-timeout", node.connect_timeout_s, "Seconds to wait for the coordinator")
+      ->capture_default_str();
+  node_cmd->add_flag("--quiet,-q", node_quiet, "Warnings and errors only");
+  node_cmd->add_option("--crash-at-round", node.crash_at_round)->group("");  // tests: die mid-round
+
+  LaunchArgs launch;
+  auto* launch_cmd = app.add_subcommand("launch", "Run a config as a coordinator and N node processes on this machine");
+  launch_cmd->add_option("config", launch.run.config_path, "Experiment config (YAML)")->required();
+  launch_cmd->add_option("--procs", launch.procs, "Node processes")->check(CLI::Range(1, 1024))->capture_default_str();
+  launch_cmd->add_option("--set", launch.run.overrides, "Override a config value: key.path=value (repeatable)");
+  launch_cmd->add_option("--db", launch.run.db, "Results database (default: log.db of the config)");
+  launch_cmd->add_option("--threads", launch.run.threads, "Compute threads of each process")->check(CLI::Range(1, 1024));
+  launch_cmd->add_flag("--quiet,-q", launch.run.quiet, "No progress output");
+
   std::string db = "results/starling.db";
   long long run_id = 0;
   std::string format = "csv", output;
@@ -61,6 +96,12 @@ int main(int argc, char** argv) {
   try {
     if (*run_cmd) return run_command(run);
     if (*sweep_cmd) return sweep_command(sweep);
+    if (*coord_cmd) return coordinator_command(coord);
+    if (*node_cmd) {
+      if (node_quiet) spdlog::set_level(spdlog::level::warn);
+      return node_command(node);
+    }
+    if (*launch_cmd) return launch_command(launch);
     if (*runs_cmd) return runs_command(db);
     if (*show_cmd) return show_command(db, run_id);
     if (*export_cmd) return export_command(db, run_id, format, output);

@@ -87,11 +87,43 @@ def scale_run():
     return nodes, rounds, wall, peak_mib
 
 
+DEPLOY_CONFIG = """name: deploy_latency
+seed: 1
+rounds: 30
+data: { dataset: synthetic, clients: 32 }
+model: { kind: logreg }
+train: { lr: 0.05, batch_size: 32, local_epochs: 1 }
+sampling: { kind: uniform, fraction: 1.0 }
+eval: { every: 1000 }
+"""
+
+
+def deploy_round_latency(procs):
+    """Median over REPEATS of the mean real seconds per round of `starling launch` (32 clients, all
+    of them every round, logreg on synthetic data) with `procs` node processes on this machine."""
+    per_round = []
+    with tempfile.TemporaryDirectory() as tmp:
+        config = os.path.join(tmp, "deploy.yaml")
+        with open(config, "w") as fh:
+            fh.write(DEPLOY_CONFIG)
+        db = os.path.join(tmp, "deploy.db")
+        for _ in range(REPEATS):
+            run([STARLING, "launch", config, "--procs", str(procs), "--db", db, "--quiet"])
+        con = sqlite3.connect(db)
+        for (run_id,) in con.execute("SELECT run_id FROM runs"):
+            rounds, wall = con.execute("SELECT MAX(round), MAX(value) FROM metrics WHERE run_id=? AND "
+                                       "name='wall_seconds'", (run_id,)).fetchone()
+            per_round.append(wall / rounds)
+    return sorted(per_round)[len(per_round) // 2]
+
+
 def main():
     compress = google_benchmark("bench_compressors")
     aggregate = google_benchmark("bench_aggregators")
     engine = google_benchmark("bench_engine")
     training = google_benchmark("bench_training")
+    deploy = google_benchmark("bench_deploy")
+    latency = {procs: deploy_round_latency(procs) for procs in (8, 32)}
     phold = engine["BM_Phold/processes:1000"]["events/s"]
     phold_big = engine["BM_Phold/processes:100000"]["events/s"]
     t_logreg = training["BM_LocalTraining/hidden_layers:0"]
@@ -194,6 +226,22 @@ def main():
     for rule in ("mean", "median", "trimmed_mean", "majority_vote", "geometric_median", "centered_clip", "krum"):
         rate = aggregate[f"BM_Aggregate/{rule}/real_time"]["bytes_per_second"]
         lines.append(f"| {rule} | {rate / 1e9:.2f} | {100 * rate / bandwidth:.0f}% | {mean_rate / rate:.1f}x |")
+    lines.append("")
+    lines.append("## Deployment over gRPC (loopback)\n")
+    lines.append("One model update of d floats per round trip on a bidirectional gRPC stream, with the "
+                 "deployment's own conversions (payload copied into the protobuf message and out again), "
+                 "against the same bytes on a plain TCP socket in the same run (`bench/deploy_bench.cc`).\n")
+    lines.append("| d | gRPC update MB/s | raw TCP MB/s | gRPC / TCP |")
+    lines.append("|---|---|---|---|")
+    for d in (1000000, 10000000):
+        g = deploy[f"BM_GrpcUpdate/d:{d}/real_time"]["bytes_per_second"]
+        t = deploy[f"BM_TcpCopy/d:{d}/real_time"]["bytes_per_second"]
+        lines.append(f"| {d:,} | {g / 1e6:,.0f} | {t / 1e6:,.0f} | {100 * g / t:.0f}% |")
+    lines.append("")
+    lines.append("Round latency of `starling launch` (FedAvg, logreg on synthetic data, 32 clients all taking "
+                 "part each round, coordinator and node processes on this machine): "
+                 + ", ".join(f"{procs} node processes {1e3 * latency[procs]:.1f} ms per round" for procs in (8, 32))
+                 + ".\n")
     text = "\n".join(lines)
     with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as fh:
         fh.write(text)

@@ -343,6 +343,17 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   plan->sim.compute = read_compute(root.child("compute"));
   plan->sim.seed = plan->seed;
   plan->db_path = root.child("log").get<std::string>("db", "results/starling.db");
+  Section deploy = root.child("deploy");
+  plan->deploy.max_message_mb = deploy.get_double("max_message_mb", 64.0, 0.0, 2000.0, true);
+  plan->deploy.heartbeat_ms = static_cast<int>(deploy.get_int("heartbeat_ms", 500, 10, 600'000));
+  plan->deploy.heartbeat_timeout_s = deploy.get_double("heartbeat_timeout_s", 10.0, 0.0, 86400.0, true);
+  plan->deploy.join_timeout_s = deploy.get_double("join_timeout_s", 120.0, 0.0, 86400.0, true);
+  plan->deploy.tls_cert = deploy.get<std::string>("tls_cert", "");
+  plan->deploy.tls_key = deploy.get<std::string>("tls_key", "");
+  if (plan->deploy.tls_cert.empty() != plan->deploy.tls_key.empty())
+    deploy.fail(plan->deploy.tls_cert.empty() ? "tls_cert" : "tls_key",
+                "TLS needs both deploy.tls_cert and deploy.tls_key (PEM files), or neither");
+  if (server_based) plan->server_nodes = {0};
 
   std::unique_ptr<Partitioner> partitioner;
   if (partition_kind != "natural") partitioner = partitioner_registry().create(partition_kind, partition.path("kind"), partition);
@@ -388,6 +399,8 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   out << root.resolved();
   plan->resolved_config = out.c_str();
   flatten(root.resolved(), "", plan->config_values);
+  for (const auto& [key, value] : plan->config_values)  // read and checked by the protocol
+    if (key == "protocol.deadline") plan->round_deadline = std::stod(value) > 0.0;
   return plan;
 }
 

@@ -36,6 +36,16 @@ struct SweepPlan {
 // with seed base_seed + r. Throws ConfigError naming the sweep key at fault.
 SweepPlan expand_sweep(const YAML::Node& sweep, const std::string& default_name, std::uint64_t base_seed);
 
+// The `deploy:` section: how the gRPC deployment (deploy/) runs this config. The simulator
+// ignores it.
+struct DeployParams {
+  double max_message_mb = 64.0;      // larger messages are refused (and gRPC's receive limit)
+  int heartbeat_ms = 500;            // node processes send a heartbeat this often
+  double heartbeat_timeout_s = 10.0; // a node process silent for this long is dropped
+  double join_timeout_s = 120.0;     // the run fails unless every node is hosted by then
+  std::string tls_cert, tls_key;     // PEM files: the coordinator serves TLS (both or neither)
+};
+
 // Everything a run needs. Owns the data and model that the nodes refer to.
 struct RunPlan {
   std::string name;
@@ -45,6 +55,9 @@ struct RunPlan {
   std::string resolved_config;  // YAML of every key used, defaults filled in
   KeyValues config_values;      // the same, flattened to key paths
   SimRuntime::Options sim;
+  DeployParams deploy;
+  std::vector<NodeId> server_nodes;  // the server role (node 0 of server-based protocols), else empty
+  bool round_deadline = false;       // protocol.deadline > 0: rounds close without lost nodes
   std::unique_ptr<DataBundle> data;
   std::unique_ptr<Model> model;
   std::unique_ptr<LearningTask> task;

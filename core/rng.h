@@ -6,6 +6,7 @@
 // own code (std::*_distribution output differs between standard libraries).
 #pragma once
 #include <cstdint>
+#include <map>
 #include <span>
 #include <vector>
 
@@ -74,6 +75,19 @@ class Rng {
   explicit Rng(std::uint64_t key) : key_(key) {}
   std::uint64_t key_;
   std::uint64_t counter_ = 0;
+};
+
+// The streams of one node, each created on first use. Every runtime (simulated or deployed) hands
+// its nodes their streams through this class, so a node draws the same numbers wherever it runs.
+class NodeStreams {
+ public:
+  NodeStreams(std::uint64_t seed, NodeId node) : seed_(seed), node_(node) {}
+  Rng& get(Purpose purpose) { return streams_.try_emplace(purpose, seed_, node_, purpose).first->second; }
+
+ private:
+  std::uint64_t seed_;
+  NodeId node_;
+  std::map<Purpose, Rng> streams_;  // a map: references stay valid as streams are added
 };
 
 // SplitMix64's finaliser: a bijective 64-bit mixer, the core of the counter-based generator.

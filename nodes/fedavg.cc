@@ -55,7 +55,8 @@ class FedAvgServer final : public Node, public HoldsControl {
     if (m.kind != MessageKind::kUpdate || m.round != round_ || !expected_.count(m.sender) || updates_.count(m.sender))
       throw Error("fedavg server: unexpected " + std::string(to_string(m.kind)) + " message from node " +
                   std::to_string(m.sender) + " in round " + std::to_string(m.round));
-    auto& u = updates_[m.sender];
+    // Decoded before it is stored: a malformed payload throws and leaves the round as it was.
+    Received u;
     const std::int64_t d = model_.size();
     Rng& noise = ctx.rng(Purpose::kLinkNoise);
     switch (work_.controls) {
@@ -84,12 +85,13 @@ class FedAvgServer final : public Node, public HoldsControl {
     }
     u.samples = m.num_samples;
     u.loss = m.loss;
+    updates_.emplace(m.sender, std::move(u));
     losses_[static_cast<std::size_t>(m.sender - 1)] = static_cast<double>(m.loss);
     if (static_cast<int>(updates_.size()) == target_) finish_round(ctx);
   }
 
   void on_timer(Context& ctx, int round) override {
-    if (round == round_) finish_round(ctx);  // the deadline of a round still open
+    if (round == round_ && !done_) finish_round(ctx);  // the deadline of a round still open
   }
 
  private:
@@ -179,8 +181,12 @@ class FedAvgServer final : public Node, public HoldsControl {
       options_.round_metrics(ctx, round_, senders);
     }
     ctx.finish_round(round_);
-    if (round_ == rounds_) ctx.stop();
-    else start_round(ctx, round_ + 1);
+    if (round_ == rounds_) {
+      done_ = true;  // the last round's deadline timer may still fire
+      ctx.stop();
+    } else {
+      start_round(ctx, round_ + 1);
+    }
   }
 
   const LearningTask& task_;
@@ -200,6 +206,7 @@ class FedAvgServer final : public Node, public HoldsControl {
   int clients_;
   double all_samples_ = 0.0;  // training samples of all clients
   int round_ = 0;
+  bool done_ = false;
   std::shared_ptr<const Availability> availability_;
   double noise_std_;
   bool partial_;

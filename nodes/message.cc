@@ -1,5 +1,7 @@
 #include "nodes/message.h"
 
+#include <string_view>
+
 namespace starling {
 
 const Payload& Message::payload_bytes() const {
@@ -22,6 +24,11 @@ const char* to_string(MessageKind kind) {
     case MessageKind::kAnchor: return "anchor request";
   }
   return "unknown";
+}
+
+bool is_message_kind(unsigned value) {
+  if (value < 1 || value > 255) return false;
+  return std::string_view(to_string(static_cast<MessageKind>(value))) != "unknown";
 }
 
 }  // namespace starling

@@ -46,5 +46,7 @@ struct Message {
 };
 
 const char* to_string(MessageKind kind);
+// The kind numbered `value`, if there is one (for messages that arrive from outside a process).
+bool is_message_kind(unsigned value);
 
 }  // namespace starling

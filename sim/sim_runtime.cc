@@ -9,7 +9,7 @@ namespace starling {
 
 class SimRuntime::NodeContext final : public Context {
  public:
-  NodeContext(SimRuntime& rt, NodeId id) : rt_(rt), id_(id) {}
+  NodeContext(SimRuntime& rt, NodeId id) : rt_(rt), id_(id), rngs_(rt.options_.seed, id) {}
   NodeId self() const override { return id_; }
   SimTime now() const override { return rt_.now_; }
   void send(Message message) override { rt_.send(id_, std::move(message)); }
@@ -19,7 +19,7 @@ class SimRuntime::NodeContext final : public Context {
   void compute(std::int64_t samples, std::function<void()> work, int tag) override {
     rt_.start_job(id_, samples, std::move(work), tag);
   }
-  Rng& rng(Purpose purpose) override { return rngs_.try_emplace(purpose, rt_.options_.seed, id_, purpose).first->second; }
+  Rng& rng(Purpose purpose) override { return rngs_.get(purpose); }
   MetricSink& metrics() override { return rt_.sink_; }
   void finish_round(int round) override { rt_.finish_round(round); }
   void stop() override { rt_.stopped_ = true; }
@@ -27,7 +27,7 @@ class SimRuntime::NodeContext final : public Context {
  private:
   SimRuntime& rt_;
   NodeId id_;
-  std::map<Purpose, Rng> rngs_;
+  NodeStreams rngs_;
 };
 
 SimRuntime::SimRuntime(NodeSet nodes, const Options& options, MetricSink& sink)
