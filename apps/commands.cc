@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -346,6 +347,20 @@ int coordinator_command(const CoordinatorArgs& args) {
     if (plan->server_nodes.empty())
       throw ConfigError("protocol.kind", "the gRPC deployment runs server-based protocols (fedavg, scaffold, fedamd, fedbuff, "
                                          "fedasync, fedfix, afa); decentralized ones report to an in-process observer");
+    // What only the simulator can provide, refused rather than silently ignored.
+    const auto value = [&](const std::string& key) {
+      const auto it = std::find_if(plan->config_values.begin(), plan->config_values.end(),
+                                   [&](const auto& kv) { return kv.first == key; });
+      return it == plan->config_values.end() ? std::string() : it->second;
+    };
+    if (value("protocol.kind") == "pfedgate")
+      throw ConfigError("protocol.kind", "pfedgate's personalized evaluation reads each client's private gate in "
+                                         "memory; it runs in the simulator only (starling run)");
+    if (value("availability.kind") != "always" && !value("availability.kind").empty())
+      throw ConfigError("availability.kind", "availability models are simulated; deployed, real node processes "
+                                             "come and go by themselves (set availability.kind: always)");
+    if (!value("availability.dropout").empty() && std::stod(value("availability.dropout")) > 0.0)
+      throw ConfigError("availability.dropout", "dropout is simulated; deployed, kill node processes instead (set 0)");
   } catch (const Error& e) {
     spdlog::error("{}", e.what());
     return kExitUsage;

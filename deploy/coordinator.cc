@@ -12,6 +12,7 @@
 #include <fstream>
 #include <thread>
 
+#include "core/section.h"
 #include "deploy/runtime.h"
 #include "deploy/wire.h"
 
@@ -77,7 +78,7 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
       const auto hosted = std::count_if(owner_.begin(), owner_.end(), [](int o) { return o >= 0; });
       end_locked_later(CoordinatorResult::Status::kFailed,
                        "only " + std::to_string(hosted) + " of " + std::to_string(clients_) +
-                           " client nodes joined within deploy.join_timeout_s = " + std::to_string(options_.join_timeout_s) +
+                           " client nodes joined within deploy.join_timeout_s = " + Section::shortest(options_.join_timeout_s) +
                            " s; start node processes with `starling node --coordinator ADDR`");
     });
     heartbeat_timer_ = std::make_unique<boost::asio::steady_timer>(io_);

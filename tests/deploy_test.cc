@@ -107,6 +107,24 @@ TEST(Deploy, TlsTakesBothCertificateAndKey) {
   }
 }
 
+TEST(Deploy, SimulatorOnlyFeaturesAreRefusedNamingTheKey) {
+  TempDir dir;
+  const auto config = dir.write("config.yaml", kConfig);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"protocol.kind=dpsgd", "protocol.kind"},
+      {"protocol.kind=pfedgate", "protocol.kind"},
+      {"availability.dropout=0.2", "availability.dropout"}};
+  for (const auto& [setting, key] : cases) {
+    std::vector<std::string> args = {STARLING_BIN, "coordinator", config, "--listen", "127.0.0.1:0", "--token", "t",
+                                     "--set", setting};
+    if (setting.starts_with("protocol.kind=dpsgd")) args.insert(args.end(), {"--set", "topology.kind=ring"});
+    if (setting.starts_with("availability")) args.insert(args.end(), {"--set", "protocol.deadline=5"});
+    const auto r = test::run_process(args, dir);
+    EXPECT_NE(r.exit_code, 0) << setting;
+    EXPECT_NE(r.err.find(key + ":"), std::string::npos) << setting << ": " << r.err;
+  }
+}
+
 TEST(Deploy, LaunchWithEightNodeProcessesEqualsTheSimulation) {
   TempDir dir;
   const auto config = dir.write("config.yaml", kConfig);
