@@ -4,6 +4,7 @@ import argparse
 import math
 import os
 import sqlite3
+import statistics
 import sys
 
 EXIT_USAGE = 2
@@ -107,6 +108,16 @@ def fmt(value, digits=4):
             return f"{value:,.0f}"
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def mean_std(values, digits=4, scale=1.0):
+    """'mean ± std' of the values that are not None (times `scale`), '-' if none, the value if one."""
+    values = [v * scale for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def print_table(headers, rows, out=sys.stdout):

@@ -13,16 +13,7 @@ decentralized runs. --time adds the virtual seconds at which the run first reach
 import statistics
 import sys
 
-from starling_db import Parser, main_wrapper, open_db, sweep_params
-
-
-def mean_std(values, digits=4, scale=1.0):
-    values = [v * scale for v in values if v is not None]
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+from starling_db import Parser, main_wrapper, mean_std, open_db, sweep_params
 
 
 def main(argv):

@@ -23,6 +23,18 @@ inline std::unique_ptr<RunPlan> plan_from(const std::string& yaml, const std::ve
   return build_run(config_with(yaml, overrides));
 }
 
+// Building `yaml` with `overrides` throws a ConfigError naming `key` (and saying `words`, if given).
+inline void expect_config_error(const std::string& yaml, const std::vector<std::string>& overrides,
+                                const std::string& key, const std::string& words = "") {
+  try {
+    plan_from(yaml, overrides);
+    ADD_FAILURE() << "expected a ConfigError naming " << key;
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key_path(), key) << e.what();
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+  }
+}
+
 // Runs `plan` to the end with `threads` workers, collecting every metric row in memory.
 inline MemorySink run_plan(RunPlan& plan, int threads = 1) {
   MemorySink sink;

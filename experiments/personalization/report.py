@@ -12,16 +12,12 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+import starling_db  # noqa: E402
 from starling_db import open_db, pyplot, sweep_params  # noqa: E402
 
 
-def mean_std(values, digits=3, scale=1.0):
-    values = [v * scale for v in values if v is not None]
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+def mean_std(values, digits=3, scale=1.0):  # three digits here
+    return starling_db.mean_std(values, digits, scale)
 
 
 def label(con, run_id):
