@@ -104,6 +104,14 @@ std::unique_ptr<RunPlan> plan_for(const RunArgs& args) {
   return build_run(doc, config_stem(args.config_path));
 }
 
+// A run that threw: the progress bar ends, the database records why, the exit status says so.
+int record_failure(Progress& progress, ResultsDb& db, std::int64_t run_id, const std::exception& e) {
+  progress.finish();
+  db.end_run(run_id, "failed", e.what());
+  spdlog::error("run {} failed: {}", run_id, e.what());
+  return kExitRunFailed;
+}
+
 }  // namespace
 
 int run_command(const RunArgs& args) {
@@ -137,10 +145,7 @@ int run_command(const RunArgs& args) {
   try {
     outcome = runtime.run();
   } catch (const std::exception& e) {
-    progress.finish();
-    db->end_run(run_id, "failed", e.what());
-    spdlog::error("run {} failed: {}", run_id, e.what());
-    return kExitRunFailed;
+    return record_failure(progress, *db, run_id, e);
   }
   progress.finish();
   std::signal(SIGINT, SIG_DFL);
@@ -409,10 +414,7 @@ int coordinator_command(const CoordinatorArgs& args) {
   try {
     result = run_coordinator(std::move(run), options, tee);
   } catch (const std::exception& e) {
-    progress.finish();
-    db->end_run(run_id, "failed", e.what());
-    spdlog::error("run {} failed: {}", run_id, e.what());
-    return kExitRunFailed;
+    return record_failure(progress, *db, run_id, e);
   }
   progress.finish();
   switch (result.status) {
