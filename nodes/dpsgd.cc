@@ -477,6 +477,7 @@ NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts) {
     return aggregator_registry().create(s.get<std::string>("kind", "mean"), s.path("kind"), s);
   };
   NodeSet set;
+  set.probe = observer;
   for (NodeId i = 0; i < n; ++i) {
     Rng init(parts.seed, i, Purpose::kModelInit);  // each node's own initialisation, if asked for
     std::map<NodeId, Vector> copies;

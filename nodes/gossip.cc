@@ -168,6 +168,7 @@ NodeSet make_gossip(Section& protocol, ProtocolParts& parts) {
   auto observer = std::make_shared<RoundObserver>(*parts.task, n, parts.rounds, parts.eval_every, parts.eval_nodes, parts.seed,
                                                  parts.attack ? parts.attack->attackers() : std::vector<NodeId>{});
   NodeSet set;
+  set.probe = observer;
   for (NodeId i = 0; i < n; ++i) {
     Rng init(parts.seed, i, Purpose::kModelInit);
     set.nodes.push_back(std::make_unique<GossipNode>(*parts.task, i, settings,

@@ -78,6 +78,39 @@ struct ModestSettings {
   SimTime leave_at = 0;
 };
 
+// The run's probe: the first aggregate an aggregator reports for a round is that round's record
+// (values: participants, train loss); later ones of the same round are ignored.
+class ModestRecorder final : public Probe {
+ public:
+  ModestRecorder(const LearningTask& task, int rounds) : task_(task), rounds_(rounds) {}
+
+  void record(Context& ctx, Observation o) override {
+    if (o.round < 1 || o.round > rounds_ || o.model.size() != task_.model->num_params() || o.values.size() != 2)
+      throw Error("modest recorder: an observation of round " + std::to_string(o.round) + " with " +
+                  std::to_string(o.model.size()) + " parameters and " + std::to_string(o.values.size()) +
+                  " values (expected a round of the run, the model's " + std::to_string(task_.model->num_params()) +
+                  " parameters, participants and loss)");
+    if (o.round <= recorded) return;  // another aggregator of the same round got there first
+    recorded = o.round;
+    auto& sink = ctx.metrics();
+    const auto eval = evaluate(*task_.model, o.model, *task_.test);
+    sink.metric(o.round, ctx.now(), kNoNode, "participants", o.values[0]);
+    sink.metric(o.round, ctx.now(), kNoNode, "train_loss", o.values[1]);
+    sink.metric(o.round, ctx.now(), kNoNode, "test_accuracy", eval.accuracy);
+    sink.metric(o.round, ctx.now(), kNoNode, "test_loss", eval.loss);
+    ctx.finish_round(o.round);
+    if (o.round == rounds_) ctx.stop();
+  }
+
+  // The newest recorded round. A joiner reads it (the simulation's probe stands in for the peer
+  // that lets it in), so a deployment refuses protocol.join: its probe is in another process.
+  int recorded = 0;
+
+ private:
+  const LearningTask& task_;
+  int rounds_;
+};
+
 // Shared facts of the run: who crashes when (the simulation's fault injection, not protocol
 // knowledge), and the probe that records each round's aggregate once.
 struct ModestWorld {
@@ -87,25 +120,13 @@ struct ModestWorld {
   std::uint64_t seed = 0;
   int nodes = 0;
   std::vector<bool> crashes, joins, leaves;
-  int recorded = 0;
+  std::shared_ptr<ModestRecorder> recorder;
 
   // Not taking part at `now`: crashed, not joined yet, or left.
   bool absent(NodeId i, SimTime now) const {
     const auto k = static_cast<std::size_t>(i);
     return (crashes[k] && now >= settings.crash_at) || (joins[k] && now < settings.join_at) ||
            (leaves[k] && now >= settings.leave_at);
-  }
-  void record(Context& ctx, int round, const Vector& model, int participants, double loss) {
-    if (round <= recorded) return;  // another aggregator of the same round got there first
-    recorded = round;
-    auto& sink = ctx.metrics();
-    const auto eval = evaluate(*task->model, model, *task->test);
-    sink.metric(round, ctx.now(), kNoNode, "participants", participants);
-    sink.metric(round, ctx.now(), kNoNode, "train_loss", loss);
-    sink.metric(round, ctx.now(), kNoNode, "test_accuracy", eval.accuracy);
-    sink.metric(round, ctx.now(), kNoNode, "test_loss", eval.loss);
-    ctx.finish_round(round);
-    if (round == settings.rounds) ctx.stop();
   }
 };
 
@@ -242,7 +263,7 @@ class ModestNode final : public Node {
     auto& own = view_[static_cast<std::size_t>(id_)];
     own.index += 1;
     own.present = join ? 1 : 0;
-    own.round = std::max(own.round, join ? world_->recorded : r_hat_);
+    own.round = std::max(own.round, join ? world_->recorder->recorded : r_hat_);
     std::vector<NodeId> peers;
     for (NodeId i = 0; i < world_->nodes; ++i)
       if (i != id_ && view_[static_cast<std::size_t>(i)].present) peers.push_back(i);
@@ -474,7 +495,8 @@ class ModestNode final : public Node {
     Vector sum = Vector::Zero(x_.size());
     for (const auto& [sender, model] : a.models) sum += model;  // ascending sender
     const Vector average = sum / static_cast<float>(a.models.size());
-    world_->record(ctx, round, average, static_cast<int>(a.models.size()), a.honest > 0 ? a.loss_sum / a.honest : 0.0);
+    world_->recorder->observe(ctx, Observation{round, id_, average,
+                                               {static_cast<double>(a.models.size()), a.honest > 0 ? a.loss_sum / a.honest : 0.0}});
     while (!aggregations_.empty() && aggregations_.begin()->first < round - 2) aggregations_.erase(aggregations_.begin());
     if (round >= s_.rounds) return;
     x_ = average;
@@ -527,6 +549,7 @@ NodeSet make_modest(Section& protocol, ProtocolParts& parts) {
   world->attack = parts.attack;
   world->seed = parts.seed;
   world->nodes = n;
+  world->recorder = std::make_shared<ModestRecorder>(*parts.task, parts.rounds);
   world->crashes.assign(static_cast<std::size_t>(n), false);
   world->joins = world->leaves = world->crashes;
   // One seeded permutation: its first nodes crash, the next join late, the next leave.
@@ -541,6 +564,7 @@ NodeSet make_modest(Section& protocol, ProtocolParts& parts) {
     set[static_cast<std::size_t>(order[static_cast<std::size_t>(k)])] = true;
   }
   NodeSet set;
+  set.probe = world->recorder;
   for (NodeId i = 0; i < n; ++i)
     set.nodes.push_back(std::make_unique<ModestNode>(world, i, parts.initial_model, parts.uplink->clone()));
   return set;

@@ -20,21 +20,40 @@ RoundObserver::RoundObserver(const LearningTask& task, int nodes, int rounds, in
     sampled_[static_cast<std::size_t>(honest[static_cast<std::size_t>(k)])] = true;
 }
 
-void RoundObserver::report(Context& ctx, int round, NodeId id, const Vector& model, double train_loss) {
-  Accumulator& acc = open_[round];
-  if (!excluded_[static_cast<std::size_t>(id)]) {
-    if (acc.sum.size() == 0) acc.sum = Eigen::VectorXd::Zero(model.size());
-    acc.sum += model.cast<double>();
-    acc.squared_norms += model.cast<double>().squaredNorm();
-    acc.train_loss += train_loss;
-    if (evaluated_round(round) && sampled_[static_cast<std::size_t>(id)]) {
-      acc.node_accuracy += evaluate(*task_.model, model, *task_.test).accuracy;
-      ++acc.evaluated;
-    }
+void RoundObserver::record(Context& ctx, Observation o) {
+  const auto where = "node " + std::to_string(o.node) + ", round " + std::to_string(o.round);
+  if (o.node < 0 || o.node >= nodes_ || o.round < 1 || o.round > rounds_)
+    throw Error("round observer: an observation of " + where + ", outside the run");
+  if (o.model.size() != task_.model->num_params() || o.values.size() != 1)
+    throw Error("round observer: the observation of " + where + " holds " + std::to_string(o.model.size()) +
+                " parameters and " + std::to_string(o.values.size()) + " values; the run's model has " +
+                std::to_string(task_.model->num_params()) + " (and one value, the train loss)");
+  Accumulator& acc = open_[o.round];
+  if (o.node < acc.next || acc.waiting.count(o.node)) throw Error("round observer: " + where + " observed twice");
+  for (const auto& hook : hooks_) hook(ctx, o);
+  const int round = o.round;
+  acc.waiting.emplace(o.node, std::move(o));
+  while (!acc.waiting.empty() && acc.waiting.begin()->first == acc.next) {
+    add(round, acc, acc.waiting.begin()->second);
+    acc.waiting.erase(acc.waiting.begin());
+    ++acc.next;
   }
-  if (++acc.reports == nodes_) {
+  if (acc.next == nodes_) {
     complete(ctx, round, acc);
     open_.erase(round);
+  }
+}
+
+void RoundObserver::add(int round, Accumulator& acc, const Observation& o) {
+  if (excluded_[static_cast<std::size_t>(o.node)]) return;
+  const Eigen::VectorXd model = o.model.cast<double>();
+  if (acc.sum.size() == 0) acc.sum = Eigen::VectorXd::Zero(model.size());
+  acc.sum += model;
+  acc.squared_norms += model.squaredNorm();
+  acc.train_loss += o.values[0];
+  if (evaluated_round(round) && sampled_[static_cast<std::size_t>(o.node)]) {
+    acc.node_accuracy += evaluate(*task_.model, o.model, *task_.test).accuracy;
+    ++acc.evaluated;
   }
 }
 

@@ -14,6 +14,7 @@
 #include "nodes/attack.h"
 #include "nodes/availability.h"
 #include "nodes/context.h"
+#include "nodes/probe.h"
 #include "nodes/sampling.h"
 #include "topologies/topology.h"
 
@@ -68,6 +69,9 @@ struct ProtocolParts {
 
 struct NodeSet {
   std::vector<std::unique_ptr<Node>> nodes;  // index = node id
+  // The run's measurement probe, if its metrics come from many nodes at once (decentralized
+  // protocols); null when nodes record their own. Deployed runtimes relay observations to it.
+  std::shared_ptr<Probe> probe;
 };
 
 // Protocols by name: factory(protocol section, parts).

@@ -31,7 +31,7 @@ class DivergenceProbe {
  public:
   explicit DivergenceProbe(std::shared_ptr<const ZoSettings> settings) : settings_(std::move(settings)) {}
 
-  // Call before RoundObserver::report, whose last report commits the round.
+  // A RoundObserver hook: it sees each observation before the round's last one commits the round.
   void report(Context& ctx, int round, NodeId id, const Vector& theta) {
     if (round % settings_->eval_every != 0 && round != settings_->rounds) return;
     Entry& e = open_[round];
@@ -66,9 +66,9 @@ class DivergenceProbe {
 class ZoSharedNode final : public Node {
  public:
   ZoSharedNode(const LearningTask& task, NodeId id, std::shared_ptr<const ZoSettings> settings, const Vector& initial,
-               std::shared_ptr<RoundObserver> observer, std::shared_ptr<DivergenceProbe> probe)
+               std::shared_ptr<RoundObserver> observer)
       : task_(task), id_(id), settings_(std::move(settings)), theta_(initial), optimizer_(task.optimizer->clone()),
-        observer_(std::move(observer)), probe_(std::move(probe)) {}
+        observer_(std::move(observer)) {}
 
   const Vector& model() const { return theta_; }
 
@@ -149,7 +149,6 @@ class ZoSharedNode final : public Node {
     inbox_.erase(it);
     zo::apply_projected_gradients(theta_, *optimizer_, settings_->seed, t_, settings_->perturbations, all, z_,
                                   direction_);
-    probe_->report(ctx, t_, id_, theta_);
     observer_->report(ctx, t_, id_, theta_, loss_);
     if (t_ == settings_->rounds) return;
     ++t_;
@@ -162,7 +161,6 @@ class ZoSharedNode final : public Node {
   Vector theta_;
   std::unique_ptr<Optimizer> optimizer_;  // its state (momentum), like theta, is the same on every replica
   std::shared_ptr<RoundObserver> observer_;
-  std::shared_ptr<DivergenceProbe> probe_;
   int t_ = 1;
   std::vector<float> grads_;  // this iteration's own projected gradients
   double loss_ = 0.0;
@@ -189,9 +187,11 @@ NodeSet make_zo_shared(Section& protocol, ProtocolParts& parts) {
       parts.topology_section->fail("kind", "zo_shared sends every projected gradient to every node: use complete");
   auto observer = std::make_shared<RoundObserver>(*parts.task, n, parts.rounds, parts.eval_every, parts.eval_nodes, parts.seed);
   auto probe = std::make_shared<DivergenceProbe>(settings);
+  observer->on_record([probe](Context& ctx, const Observation& o) { probe->report(ctx, o.round, o.node, o.model); });
   NodeSet set;
+  set.probe = observer;
   for (NodeId i = 0; i < n; ++i)
-    set.nodes.push_back(std::make_unique<ZoSharedNode>(*parts.task, i, settings, parts.initial_model, observer, probe));
+    set.nodes.push_back(std::make_unique<ZoSharedNode>(*parts.task, i, settings, parts.initial_model, observer));
   return set;
 }
 
