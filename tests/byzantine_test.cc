@@ -105,35 +105,6 @@ TEST(MonnaWait, ConfigErrors) {
   EXPECT_EQ(refused_key(kMonna, {"protocol.wait_for=n_minus_f", "protocol.f=4"}), "");
 }
 
-// One node of a run, driven by hand: messages arrive in the order the test chooses.
-class HandContext final : public Context {
- public:
-  explicit HandContext(std::uint64_t seed) : seed_(seed) {}
-  NodeId self() const override { return 0; }
-  SimTime now() const override { return 0; }
-  void send(Message m) override {
-    m.sender = 0;
-    sent.push_back(std::move(m));
-  }
-  void set_timer(SimTime, int) override {}
-  void compute(std::int64_t, std::function<void()> work, int) override {
-    work();
-    ++computes;
-  }
-  Rng& rng(Purpose purpose) override { return rngs_.try_emplace(purpose, seed_, 0, purpose).first->second; }
-  MetricSink& metrics() override { return sink; }
-  void finish_round(int) override {}
-  void stop() override {}
-
-  std::vector<Message> sent;
-  int computes = 0;
-  MemorySink sink;
-
- private:
-  std::uint64_t seed_;
-  std::map<Purpose, Rng> rngs_;
-};
-
 // Node 0 of 5 on a complete graph with f = 1 (quorum 4 of 5): it is fed round 1's models from
 // `order` (sender, its model = x0 + ((5 - sender) / 10) e_sender: node 4's is the closest to
 // x0, node 1's the farthest); returns how many computes (trainings)
@@ -148,7 +119,7 @@ HandRun drive(std::uint64_t seed, const std::string& attack, const std::vector<N
                                        "protocol.wait_for=n_minus_f", "train.lr=1e-30", "attack.fraction=0.2",
                                        "attack.kind=" + attack});
   Node& node = *plan->nodes.nodes[0];
-  HandContext ctx(seed);
+  test::HandContext ctx(seed);
   node.on_start(ctx);
   node.on_compute_done(ctx, 1);  // round 1 trained: broadcast step 1 to the 4 others
   EXPECT_EQ(ctx.sent.size(), 4u);

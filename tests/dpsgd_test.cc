@@ -6,6 +6,8 @@
 #include <cstring>
 #include <fstream>
 #include <numbers>
+#include <numeric>
+#include <random>
 #include <set>
 
 #include "config/experiment.h"
@@ -510,6 +512,55 @@ TEST(DpsgdRobust, ConfigErrors) {
   EXPECT_EQ(refused_key(with({"protocol.aggregation=robust", "aggregator.kind=median"})), "protocol.aggregation");
   EXPECT_EQ(refused_key(with({"attack.kind=sign_flip"})), "attack.kind");
   EXPECT_EQ(refused_key({"attack.kind=sign_flip", "protocol.aggregation=robust", "aggregator.kind=median"}), "");
+}
+
+
+// The round observer's metrics do not depend on the order reports arrive in (deployed, they come
+// from many processes): it sums them in node order. It refuses a node seen twice or a model of the
+// wrong size, and a relaying probe records nothing itself.
+TEST(RoundObserver, SameValuesBitForBitWhateverTheReportOrder) {
+  const int n = 12;
+  const auto models = [&] {
+    std::vector<Vector> out;
+    Rng rng(5, kNoNode, Purpose::kEvaluation);
+    const auto d = plan()->task->model->num_params();
+    for (int i = 0; i < n; ++i) {
+      Vector v(d);
+      for (auto& x : v) x = static_cast<float>(rng.normal() * std::pow(10.0, i % 5 - 2));  // magnitudes 0.01-100
+      out.push_back(std::move(v));
+    }
+    return out;
+  }();
+  const auto observed = [&](std::vector<NodeId> order) {
+    auto p = plan();
+    test::HandContext ctx(1);
+    for (int round : {1, 2, 3})
+      for (NodeId i : order) p->nodes.probe->observe(ctx, Observation{round, i, models[i], {0.1 * i + 1.0 / 3.0}});
+    EXPECT_EQ(ctx.finished, (std::vector<int>{1, 2, 3}));
+    return ctx.sink;
+  };
+  std::vector<NodeId> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  const MemorySink in_order = observed(order);
+  std::reverse(order.begin(), order.end());
+  expect_identical(in_order, observed(order));
+  std::shuffle(order.begin(), order.end(), std::mt19937(7));
+  expect_identical(in_order, observed(order));
+  EXPECT_EQ(series(in_order, "test_accuracy").size(), 1u);  // eval every 3 rounds
+  EXPECT_EQ(series(in_order, "consensus_distance").size(), 3u);
+
+  auto p = plan();
+  test::HandContext ctx(1);
+  p->nodes.probe->observe(ctx, Observation{1, 4, models[4], {0.0}});
+  EXPECT_THROW(p->nodes.probe->observe(ctx, Observation{1, 4, models[4], {0.0}}), Error);
+  EXPECT_THROW(p->nodes.probe->observe(ctx, Observation{1, 5, Vector::Zero(3), {0.0}}), Error);
+  EXPECT_THROW(p->nodes.probe->observe(ctx, Observation{13, 5, models[5], {0.0}}), Error);
+  std::vector<NodeId> relayed;
+  p->nodes.probe->relay_to([&](Observation&& o) { relayed.push_back(o.node); });
+  for (NodeId i = 0; i < n; ++i) p->nodes.probe->observe(ctx, Observation{2, i, models[i], {0.0}});
+  EXPECT_EQ(relayed.size(), static_cast<std::size_t>(n));
+  EXPECT_TRUE(ctx.sink.metrics.empty());
+  EXPECT_TRUE(ctx.finished.empty());
 }
 
 }  // namespace

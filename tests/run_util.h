@@ -2,6 +2,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,5 +45,36 @@ inline MemorySink run_plan(RunPlan& plan, int threads = 1) {
   EXPECT_EQ(rt.run(), SimRuntime::Outcome::kFinished);
   return sink;
 }
+
+// A Context driven by hand: node 0 at time 0; compute runs at once; what is sent and recorded is kept.
+class HandContext final : public Context {
+ public:
+  explicit HandContext(std::uint64_t seed) : seed_(seed) {}
+  NodeId self() const override { return 0; }
+  SimTime now() const override { return 0; }
+  void send(Message m) override {
+    m.sender = 0;
+    sent.push_back(std::move(m));
+  }
+  void set_timer(SimTime, int) override {}
+  void compute(std::int64_t, std::function<void()> work, int) override {
+    work();
+    ++computes;
+  }
+  Rng& rng(Purpose purpose) override { return rngs_.try_emplace(purpose, seed_, 0, purpose).first->second; }
+  MetricSink& metrics() override { return sink; }
+  void finish_round(int round) override { finished.push_back(round); }
+  void stop() override { stopped = true; }
+
+  std::vector<Message> sent;
+  int computes = 0;
+  std::vector<int> finished;  // rounds committed
+  bool stopped = false;
+  MemorySink sink;
+
+ private:
+  std::uint64_t seed_;
+  std::map<Purpose, Rng> rngs_;
+};
 
 }  // namespace starling::test
