@@ -349,9 +349,6 @@ int coordinator_command(const CoordinatorArgs& args) {
   std::unique_ptr<RunPlan> plan;
   try {
     plan = plan_for(args.run);
-    if (plan->server_nodes.empty())
-      throw ConfigError("protocol.kind", "the gRPC deployment runs server-based protocols (fedavg, scaffold, fedamd, fedbuff, "
-                                         "fedasync, fedfix, afa); decentralized ones report to an in-process observer");
     // What only the simulator can provide, refused rather than silently ignored.
     const auto value = [&](const std::string& key) {
       const auto it = std::find_if(plan->config_values.begin(), plan->config_values.end(),
@@ -364,6 +361,11 @@ int coordinator_command(const CoordinatorArgs& args) {
     if (value("availability.kind") != "always" && !value("availability.kind").empty())
       throw ConfigError("availability.kind", "availability models are simulated; deployed, real node processes "
                                              "come and go by themselves (set availability.kind: always)");
+    if (value("protocol.kind") == "modest" && !value("protocol.join.fraction").empty() &&
+        std::stod(value("protocol.join.fraction")) > 0.0)
+      throw ConfigError("protocol.join.fraction", "a MoDeST joiner learns the current round from the simulation's probe, "
+                                                  "which a deployment keeps in the coordinator; deployed, start a node "
+                                                  "process later instead (set 0)");
     if (!value("availability.dropout").empty() && std::stod(value("availability.dropout")) > 0.0)
       throw ConfigError("availability.dropout", "dropout is simulated; deployed, kill node processes instead (set 0)");
   } catch (const Error& e) {

@@ -35,6 +35,7 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
         max_payload_(static_cast<std::int64_t>(options.max_message_mb * 1024 * 1024)),
         owner_(static_cast<std::size_t>(nodes_), -1) {
     for (NodeId s : run.server_nodes) owner_[static_cast<std::size_t>(s)] = kServerNode;
+    server_based_ = !run.server_nodes.empty();
     clients_ = nodes_ - static_cast<NodeId>(run.server_nodes.size());
     block_ = std::max<NodeId>(1, (clients_ + options.procs - 1) / std::max(options.procs, 1));
     rt_ = std::make_unique<GrpcRuntime>(io_, std::move(run.nodes), run.server_nodes, run.seed, options.threads, *this);
@@ -196,8 +197,22 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
           break;
         }
         boost::asio::post(io_, [this, r = std::make_shared<wire::MetricsReport>(std::move(*env.mutable_report()))] { report(*r); });
+      } else if (env.has_observation()) {
+        if (auto why = check_observation(env.observation(), limits)) {
+          spdlog::warn("refused an observation from process {}: {}", p->id, *why);
+          status = {grpc::StatusCode::INVALID_ARGUMENT, *why};
+          reason = "it sent a bad observation (" + *why + ")";
+          break;
+        }
+        const std::int64_t frame = frame_bytes(env);
+        boost::asio::post(io_, [this, id = p->id, frame, o = std::make_shared<Observation>(from_proto(env.observation()))] {
+          if (finished_) return;
+          probe_bytes_total_ += frame;
+          rt_->record(std::move(*o), id);
+        });
       } else if (env.has_leave()) {
         reason = "it left: " + env.leave().reason();
+        if (env.leave().fatal()) end(CoordinatorResult::Status::kFailed, "node process " + std::to_string(p->id) + " (" + p->host + "): " + env.leave().reason());
         break;
       } else {
         status = {grpc::StatusCode::INVALID_ARGUMENT, "unexpected control frame from a node process"};
@@ -229,6 +244,8 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
     const SimTime t = rt_->now();
     sink_.metric(round, t, kNoNode, "bytes_total", static_cast<double>(bytes_total_));
     sink_.metric(round, t, kNoNode, "grpc_bytes_total", static_cast<double>(grpc_bytes_total_));
+    if (probe_bytes_total_ > 0)  // observations relayed to the run's probe: measurement, not protocol traffic
+      sink_.metric(round, t, kNoNode, "grpc_probe_bytes_total", static_cast<double>(probe_bytes_total_));
     sink_.metric(round, t, kNoNode, "wall_seconds", to_seconds(t));
     sink_.end_round(round);
   }
@@ -344,7 +361,8 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
                              ") was dropped: " + reason;
     if (started_ && !options_.round_deadline)
       return end(CoordinatorResult::Status::kFailed,
-                 what + "; without protocol.deadline the server would wait for its nodes forever");
+                 what + (server_based_ ? "; without protocol.deadline the server would wait for its nodes forever"
+                                       : "; the other nodes would wait for its models forever (decentralized runs need every node)"));
     spdlog::warn("{}; its nodes miss their rounds until a process joins for them", what);
   }
 
@@ -389,6 +407,7 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
   CoordinatorOptions options_;
   MetricSink& sink_;
   NodeId nodes_, clients_ = 0, block_ = 1;
+  bool server_based_ = false;
   int rounds_;
   std::string config_yaml_;
   std::int64_t max_payload_;
@@ -404,7 +423,7 @@ class Coordinator final : public wire::Coordinator::Service, public RuntimeHost 
   std::atomic<bool> started_{false}, finished_{false};
 
   // The io thread's alone.
-  std::int64_t bytes_total_ = 0, grpc_bytes_total_ = 0;
+  std::int64_t bytes_total_ = 0, grpc_bytes_total_ = 0, probe_bytes_total_ = 0;
   std::map<int, std::map<std::pair<NodeId, NodeId>, std::pair<std::int64_t, std::int64_t>>> traffic_;
   CoordinatorResult result_;
 };

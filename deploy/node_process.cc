@@ -141,6 +141,15 @@ int run_node_process(const NodeProcessOptions& options, const RunBuilder& build)
     stream->Finish();
     return code;
   };
+  // This machine cannot build the run: no other process could do better, so the run ends.
+  const auto cannot_build = [&](const std::string& why) {
+    spdlog::error("node process: {}", why);
+    wire::Envelope leave;
+    leave.mutable_leave()->set_reason(why);
+    leave.mutable_leave()->set_fatal(true);
+    out.push(std::move(leave));
+    return abandon(2);
+  };
   HostedRun run;
   {
     std::mutex mu;
@@ -163,15 +172,13 @@ int run_node_process(const NodeProcessOptions& options, const RunBuilder& build)
       run = build(reply.config_yaml());
     } catch (const Error& e) {
       done();
-      spdlog::error("node process: the coordinator's config does not build here: {}", e.what());
-      return abandon(2);
+      return cannot_build(std::string("the coordinator's config does not build on this node's machine: ") + e.what());
     }
     done();
   }
-  if (static_cast<int>(run.nodes.nodes.size()) != reply.nodes()) {
-    spdlog::error("node process: the config builds {} nodes, the coordinator has {}", run.nodes.nodes.size(), reply.nodes());
-    return abandon(2);
-  }
+  if (static_cast<int>(run.nodes.nodes.size()) != reply.nodes())
+    return cannot_build("the config builds " + std::to_string(run.nodes.nodes.size()) + " nodes here, the coordinator has " +
+                        std::to_string(reply.nodes()) + " (different Starling versions?)");
   std::vector<NodeId> hosted;
   for (NodeId i = reply.first_node(); i <= reply.last_node(); ++i) hosted.push_back(i);
 
@@ -179,6 +186,12 @@ int run_node_process(const NodeProcessOptions& options, const RunBuilder& build)
   auto guard = boost::asio::make_work_guard(io);
   NodeProcess host(out);
   host.io = &io;
+  if (run.nodes.probe)  // the coordinator's copy of the probe records what our nodes observe
+    run.nodes.probe->relay_to([&out](Observation&& o) {
+      wire::Envelope e;
+      to_proto(o, *e.mutable_observation());
+      out.push(std::move(e));
+    });
   GrpcRuntime rt(io, std::move(run.nodes), hosted, run.seed, options.threads, host);
   {
     wire::Envelope ready;

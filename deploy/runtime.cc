@@ -59,6 +59,8 @@ GrpcRuntime::GrpcRuntime(boost::asio::io_context& io, NodeSet nodes, const std::
     nodes_[id] = std::move(nodes.nodes[static_cast<std::size_t>(id)]);
     contexts_[id] = std::make_unique<NodeContext>(*this, id, seed);
   }
+  probe_ = std::move(nodes.probe);
+  monitor_ = std::make_unique<NodeContext>(*this, kNoNode, seed);
 }
 
 GrpcRuntime::~GrpcRuntime() { shutdown(); }
@@ -91,6 +93,12 @@ void GrpcRuntime::deliver(Message message, int origin) {
     return;
   }
   guarded(origin, [&] { it->second->on_message(*contexts_.at(message.receiver), std::move(message)); });
+}
+
+void GrpcRuntime::record(Observation observation, int origin) {
+  if (stopped_) return;
+  if (!probe_) return host_.reject(origin, "an observation, but this run's protocol has no probe to record it");
+  guarded(origin, [&] { probe_->record(*monitor_, std::move(observation)); });
 }
 
 SimTime GrpcRuntime::now() const {

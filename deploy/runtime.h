@@ -48,6 +48,8 @@ class GrpcRuntime {
   void start();
   // Hands `message` to its receiver (hosted here). origin: the process it came from, -1 if local.
   void deliver(Message message, int origin);
+  // Hands the run's probe an observation relayed from process `origin` (a bad one is refused).
+  void record(Observation observation, int origin);
   // Nanoseconds since start() (since construction before it).
   SimTime now() const;
   // No handler runs after this; waits for running compute jobs. Call once io_context stopped.
@@ -63,6 +65,8 @@ class GrpcRuntime {
   RuntimeHost& host_;
   std::map<NodeId, std::unique_ptr<Node>> nodes_;
   std::map<NodeId, std::unique_ptr<NodeContext>> contexts_;
+  std::shared_ptr<Probe> probe_;
+  std::unique_ptr<NodeContext> monitor_;  // the probe's context: no node, the host's metrics
   std::set<std::shared_ptr<boost::asio::steady_timer>> timers_;
   std::chrono::steady_clock::time_point start_;
   bool stopped_ = false;

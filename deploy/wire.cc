@@ -1,5 +1,7 @@
 #include "deploy/wire.h"
 
+#include <cstring>
+
 namespace starling {
 
 void to_proto(const Message& message, wire::NodeMessage& out) {
@@ -28,6 +30,24 @@ Message from_proto(wire::NodeMessage&& in) {
   return m;
 }
 
+void to_proto(const Observation& observation, wire::Observation& out) {
+  out.set_round(observation.round);
+  out.set_node(observation.node);
+  out.set_model(reinterpret_cast<const char*>(observation.model.data()),
+                static_cast<std::size_t>(observation.model.size()) * sizeof(float));
+  for (double v : observation.values) out.add_values(v);
+}
+
+Observation from_proto(const wire::Observation& in) {
+  Observation o;
+  o.round = in.round();
+  o.node = in.node();
+  o.model.resize(static_cast<Eigen::Index>(in.model().size() / sizeof(float)));
+  std::memcpy(o.model.data(), in.model().data(), static_cast<std::size_t>(o.model.size()) * sizeof(float));
+  o.values.assign(in.values().begin(), in.values().end());
+  return o;
+}
+
 std::optional<std::string> check_message(const wire::NodeMessage& m, const MessageLimits& limits) {
   const auto node_range = [](NodeId a, NodeId b) { return std::to_string(a) + "-" + std::to_string(b); };
   if (m.sender() < limits.first || m.sender() > limits.last)
@@ -37,7 +57,8 @@ std::optional<std::string> check_message(const wire::NodeMessage& m, const Messa
     return "unknown receiver: node " + std::to_string(m.receiver()) + " is not in the run (nodes " +
            node_range(0, limits.nodes - 1) + ")";
   if (!is_message_kind(m.kind())) return "unknown message kind " + std::to_string(m.kind());
-  if (m.round() < 0 || m.round() > limits.rounds)
+  // Asynchronous nodes send into round rounds + 1 between the last round's end and their Stop.
+  if (m.round() < 0 || m.round() > limits.rounds + 1)
     return "wrong round " + std::to_string(m.round()) + " (the run has rounds 0-" + std::to_string(limits.rounds) + ")";
   if (m.step() > 0xffff) return "gossip step " + std::to_string(m.step()) + " out of range";
   if (m.num_samples() < 0) return "negative num_samples " + std::to_string(m.num_samples());
@@ -56,6 +77,18 @@ std::optional<std::string> check_report(const wire::MetricsReport& r, const Mess
   }
   if (r.finished_round() < 0 || r.finished_round() > limits.rounds)
     return "finished round " + std::to_string(r.finished_round()) + ", not in the run";
+  return std::nullopt;
+}
+
+std::optional<std::string> check_observation(const wire::Observation& o, const MessageLimits& limits) {
+  if (o.node() < limits.first || o.node() > limits.last)
+    return "an observation of node " + std::to_string(o.node()) + ", which this process does not host";
+  if (o.round() < 0 || o.round() > limits.rounds) return "an observation of round " + std::to_string(o.round()) + ", not in the run";
+  if (o.model().size() % sizeof(float) != 0)
+    return "an observed model of " + std::to_string(o.model().size()) + " bytes, not a whole number of float32 values";
+  if (static_cast<std::int64_t>(o.model().size()) > limits.max_payload_bytes)
+    return "an observed model of " + std::to_string(o.model().size()) + " bytes exceeds deploy.max_message_mb";
+  if (o.values_size() > 16) return "an observation with " + std::to_string(o.values_size()) + " values (at most 16)";
   return std::nullopt;
 }
 

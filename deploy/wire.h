@@ -7,6 +7,7 @@
 #include <string>
 
 #include "nodes/message.h"
+#include "nodes/probe.h"
 #include "proto/starling.grpc.pb.h"
 
 namespace starling {
@@ -23,12 +24,17 @@ inline std::int64_t frame_bytes(const wire::Envelope& e) { return static_cast<st
 struct MessageLimits {
   NodeId first = 0, last = -1;  // the senders the process hosts
   NodeId nodes = 0;             // receivers are 0 .. nodes - 1
-  int rounds = 0;               // rounds are 0 .. rounds
+  int rounds = 0;               // rounds are 0 .. rounds (messages: + 1, in flight as the run ends)
   std::int64_t max_payload_bytes = 0;
 };
 std::optional<std::string> check_message(const wire::NodeMessage& m, const MessageLimits& limits);
+void to_proto(const Observation& observation, wire::Observation& out);
+Observation from_proto(const wire::Observation& in);
+
 // A node process reports metrics of its own nodes (or global ones) for rounds of the run only.
 std::optional<std::string> check_report(const wire::MetricsReport& r, const MessageLimits& limits);
+// An observation of a node the process hosts, of a round of the run, with a whole number of floats.
+std::optional<std::string> check_observation(const wire::Observation& o, const MessageLimits& limits);
 
 // Frames waiting for a stream's writer thread. close() lets the writer drain what is queued and end.
 class Outbox {

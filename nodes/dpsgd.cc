@@ -416,8 +416,9 @@ void read_robustness(Section& protocol, const ProtocolParts& parts, DpsgdSetting
     protocol.fail("wait_for", "n_minus_f is MoNNA's mode (card 6.1): it needs aggregation: nna, whose f it leaves out");
   settings.momentum = protocol.get_double("momentum", 0.0, 0.0, 1.0);
   if (settings.momentum >= 1.0) protocol.fail("momentum", "must be in [0, 1): with 1 the gradient never enters");
-  const Section& aggregator = *parts.aggregator_section;
-  if (settings.aggregation != Aggregation::kRobust && aggregator.has("kind"))
+  Section& aggregator = *parts.aggregator_section;
+  // (`mean`, the default, is what a resolved config states: it is W mixing.)
+  if (settings.aggregation != Aggregation::kRobust && aggregator.get<std::string>("kind", "mean") != "mean")
     throw ConfigError(aggregator.path("kind"), "dpsgd uses the aggregator only with protocol.aggregation: robust");
   // CHOCO nodes hold public copies that every message shifts for good: a robust rule would judge
   // stale, compressed copies, and one corrupted message would poison a copy forever.

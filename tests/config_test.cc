@@ -85,6 +85,36 @@ TEST(BuildRun, ResolvedConfigContainsDefaults) {
   EXPECT_EQ(again->resolved_config, plan->resolved_config);
 }
 
+// A deployed run's node processes build it from the coordinator's resolved config: for every
+// protocol (and the variants that read more sections), that config builds the same run again.
+TEST(BuildRun, ResolvedConfigOfEveryProtocolRebuildsItself) {
+  const std::vector<std::vector<std::string>> variants = {
+      {"protocol.kind=scaffold"}, {"protocol.kind=scallion", "compressor.kind=randk", "compressor.ratio=0.1"},
+      {"protocol.kind=scafcom", "compressor.kind=topk", "compressor.ratio=0.1"}, {"protocol.kind=fedamd"},
+      {"protocol.kind=dpsgd", "topology.kind=ring", "sampling.fraction=1"},
+      {"protocol.kind=dpsgd", "topology.kind=ring", "sampling.fraction=1", "compressor.kind=topk", "compressor.ratio=0.1",
+       "protocol.consensus_lr=0.5"},
+      {"protocol.kind=dpsgd", "topology.kind=complete", "sampling.fraction=1", "protocol.aggregation=robust",
+       "aggregator.kind=median"},
+      {"protocol.kind=dpsgd", "topology.kind=complete", "sampling.fraction=1", "protocol.aggregation=nna", "protocol.f=1",
+       "protocol.wait_for=n_minus_f"},
+      {"protocol.kind=gossip", "topology.kind=ring", "sampling.fraction=1"},
+      {"protocol.kind=modest", "sampling.fraction=1", "protocol.sample=3"},
+      {"protocol.kind=zo_shared", "topology.kind=complete", "sampling.fraction=1"},
+      {"protocol.kind=fedbuff"}, {"protocol.kind=fedasync"}, {"protocol.kind=fedfix"}, {"protocol.kind=afa"},
+      {"protocol.kind=pfedgate"}};
+  for (const auto& overrides : variants) {
+    const std::string label = overrides.front() + (overrides.size() > 1 ? " +" + std::to_string(overrides.size() - 1) : "");
+    try {
+      const auto plan = build_run(base_with(overrides));
+      const auto again = build_run(YAML::Load(plan->resolved_config));
+      EXPECT_EQ(again->resolved_config, plan->resolved_config) << label;
+    } catch (const Error& e) {
+      ADD_FAILURE() << label << ": " << e.what();
+    }
+  }
+}
+
 TEST(BuildRun, UnknownKeyNamesPathAndSuggests) {
   expect_config_error(base_with({"rouds=5"}), "rouds", {"unknown key", "did you mean rounds?"});
   expect_config_error(base_with({"train.bach_size=8"}), "train.bach_size", {"did you mean train.batch_size?"});

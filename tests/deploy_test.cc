@@ -6,9 +6,11 @@
 #include <chrono>
 #include <csignal>
 #include <map>
+#include <tuple>
 #include <thread>
 
 #include "db_reader.h"
+#include "deploy/wire.h"
 #include "proto/starling.grpc.pb.h"
 #include "run_util.h"
 #include "test_util.h"
@@ -40,7 +42,9 @@ const char* kToken = "deploy-test-token";
 
 // round -> name -> value of every global metric a simulator writes too (not wall-clock ones).
 using Metrics = std::map<int, std::map<std::string, double>>;
-bool compared(const std::string& name) { return name != "wall_seconds" && name != "grpc_bytes_total"; }
+bool compared(const std::string& name) {
+  return name != "wall_seconds" && name != "grpc_bytes_total" && name != "grpc_probe_bytes_total";
+}
 
 Metrics simulated(const std::vector<std::string>& overrides) {
   auto plan = test::plan_from(kConfig, overrides);
@@ -111,13 +115,14 @@ TEST(Deploy, SimulatorOnlyFeaturesAreRefusedNamingTheKey) {
   TempDir dir;
   const auto config = dir.write("config.yaml", kConfig);
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {"protocol.kind=dpsgd", "protocol.kind"},
+      {"protocol.kind=modest", "protocol.join.fraction"},
       {"protocol.kind=pfedgate", "protocol.kind"},
       {"availability.dropout=0.2", "availability.dropout"}};
   for (const auto& [setting, key] : cases) {
     std::vector<std::string> args = {STARLING_BIN, "coordinator", config, "--listen", "127.0.0.1:0", "--token", "t",
                                      "--set", setting};
-    if (setting.starts_with("protocol.kind=dpsgd")) args.insert(args.end(), {"--set", "topology.kind=ring"});
+    if (setting.starts_with("protocol.kind=modest"))
+      args.insert(args.end(), {"--set", "protocol.join.fraction=0.2", "--set", "sampling.fraction=1"});
     if (setting.starts_with("availability")) args.insert(args.end(), {"--set", "protocol.deadline=5"});
     const auto r = test::run_process(args, dir);
     EXPECT_NE(r.exit_code, 0) << setting;
@@ -161,6 +166,104 @@ TEST(Deploy, ScaffoldAndFedamdDeployedEqualTheSimulation) {
     ASSERT_EQ(r.exit_code, 0) << kind << ": " << r.err;
     EXPECT_EQ(deployed(db), simulated({"protocol.kind=" + kind})) << kind;
   }
+}
+
+// Decentralized protocols: every node is in a node process; their round observer's reports are
+// relayed to the coordinator, which sums them in node order as the simulator does.
+const std::vector<std::string> kDecentralized = {"protocol.kind=dpsgd", "topology.kind=ring", "sampling.fraction=1"};
+
+TEST(Deploy, DecentralizedDeployedEqualTheSimulation) {
+  const std::vector<std::vector<std::string>> variants = {
+      {},                                                                             // D-PSGD on a ring
+      {"protocol.gossip_steps=2", "topology.kind=torus"},                             // two gossip steps
+      {"compressor.kind=topk", "compressor.ratio=0.1", "protocol.consensus_lr=0.5"},  // CHOCO-SGD
+      {"topology.kind=complete", "protocol.aggregation=robust", "aggregator.kind=median", "attack.kind=sign_flip",
+       "attack.fraction=0.2"},                                                        // Byzantine nodes, median
+      {"protocol.kind=zo_shared", "topology.kind=complete"}};                         // one byte per node and step
+  for (const auto& variant : variants) {
+    std::vector<std::string> overrides = kDecentralized;
+    overrides.insert(overrides.end(), variant.begin(), variant.end());
+    const std::string label = variant.empty() ? "dpsgd" : variant.front();
+    TempDir dir;
+    const auto config = dir.write("config.yaml", kConfig);
+    const auto db = dir.file("results.db");
+    std::vector<std::string> args = {STARLING_BIN, "launch", config, "--procs", "3", "--db", db, "--quiet"};
+    for (const auto& o : overrides) args.insert(args.end(), {"--set", o});
+    const auto r = test::run_process(args, dir);
+    ASSERT_EQ(r.exit_code, 0) << label << ": " << r.err;
+    Metrics dep = deployed(db), sim = simulated(overrides);
+    ASSERT_EQ(dep.size(), 6u) << label;
+    // Nodes run ahead into the next round, so how many bytes were out when a round ended
+    // depends on the clock; the run's total is the same, and so is each round's traffic.
+    for (int round = 1; round < 6; ++round) dep[round].erase("bytes_total"), sim[round].erase("bytes_total");
+    EXPECT_EQ(dep, sim) << label;
+    auto plan = test::plan_from(kConfig, overrides);
+    std::map<std::tuple<int, NodeId, NodeId>, std::pair<std::int64_t, std::int64_t>> sim_traffic, dep_traffic;
+    for (const auto& t : test::run_plan(*plan).traffic_rows)
+      sim_traffic[{t.round, t.src, t.dst}] = {t.bytes, t.messages};
+    for (const auto& row : DbReader(db).rows("SELECT round, src, dst, bytes, messages FROM traffic"))
+      dep_traffic[{std::stoi(row[0]), std::stoi(row[1]), std::stoi(row[2])}] = {std::stoll(row[3]), std::stoll(row[4])};
+    EXPECT_EQ(dep_traffic, sim_traffic) << label;
+    // The observations travelled too, outside the protocol's bytes.
+    EXPECT_GT(std::stod(DbReader(db).scalar("SELECT value FROM metrics WHERE name = 'grpc_probe_bytes_total' AND round = 6")),
+              0.0) << label;
+  }
+}
+
+// Asynchronous decentralized protocols run on real time: no parity, but every round is recorded.
+TEST(Deploy, GossipAndModestRunDeployed) {
+  const std::vector<std::vector<std::string>> variants = {
+      {"protocol.kind=gossip", "protocol.wake_rate=40"},  // rounds of 25 ms
+      {"protocol.kind=modest", "protocol.sample=4", "protocol.local_steps=2"}};
+  for (const auto& variant : variants) {
+    std::vector<std::string> overrides = kDecentralized;
+    overrides.insert(overrides.end(), variant.begin(), variant.end());
+    TempDir dir;
+    const auto config = dir.write("config.yaml", kConfig);
+    const auto db = dir.file("results.db");
+    std::vector<std::string> args = {STARLING_BIN, "launch", config, "--procs", "4", "--db", db, "--quiet"};
+    for (const auto& o : overrides) args.insert(args.end(), {"--set", o});
+    const auto r = test::run_process(args, dir);
+    ASSERT_EQ(r.exit_code, 0) << variant.front() << ": " << r.err;
+    EXPECT_EQ(run_status(db), "finished: ");
+    const Metrics dep = deployed(db);
+    ASSERT_EQ(dep.size(), 6u) << variant.front();
+    for (const auto& [round, metrics] : dep) EXPECT_EQ(metrics.count("test_accuracy"), 1u) << variant.front() << " " << round;
+  }
+}
+
+TEST(Deploy, ObservationsAreCheckedOnTheWire) {
+  const MessageLimits limits{4, 7, 12, 6, 1000};
+  wire::Observation o;
+  const Vector model = Vector::LinSpaced(10, -1.0f, 1.0f);
+  to_proto(Observation{3, 5, model, {0.25, 2.0}}, o);
+  EXPECT_EQ(check_observation(o, limits), std::nullopt);
+  const Observation back = from_proto(o);
+  EXPECT_EQ(back.round, 3);
+  EXPECT_EQ(back.node, 5);
+  ASSERT_EQ(back.model.size(), model.size());
+  EXPECT_TRUE((back.model.array() == model.array()).all());
+  EXPECT_EQ(back.values, (std::vector<double>{0.25, 2.0}));
+  const auto says = [&](wire::Observation bad, const std::string& words) {
+    const auto why = check_observation(bad, limits);
+    ASSERT_TRUE(why.has_value()) << words;
+    EXPECT_NE(why->find(words), std::string::npos) << *why;
+  };
+  wire::Observation bad = o;
+  bad.set_node(8);
+  says(bad, "does not host");
+  bad = o;
+  bad.set_round(7);
+  says(bad, "not in the run");
+  bad = o;
+  bad.set_model(std::string(7, 'x'));
+  says(bad, "whole number of float32");
+  bad = o;
+  bad.set_model(std::string(1004, 'x'));
+  says(bad, "deploy.max_message_mb");
+  bad = o;
+  for (int i = 0; i < 20; ++i) bad.add_values(1.0);
+  says(bad, "at most 16");
 }
 
 TEST(Deploy, KilledNodeProcessIsDroppedAfterTheRoundDeadline) {
@@ -292,8 +395,10 @@ class RawClient {
   }
   // Joins, says hello, and sends `bad` once the run has started; returns how the stream ended
   // (a Stop frame's reason is appended to the status message).
-  grpc::Status exchange(const std::string& hello_token, const std::function<bool(wire::Envelope&, const wire::JoinReply&,
-                                                                                 const wire::NodeMessage* model)>& bad) {
+  // With `send_at_once`, `bad` is asked once right after the Ready, before the run starts.
+  grpc::Status exchange(const std::string& hello_token,
+                        const std::function<bool(wire::Envelope&, const wire::JoinReply&, const wire::NodeMessage* model)>& bad,
+                        bool send_at_once = false) {
     // The nodes of the previous refused stream are freed a moment after it ends (and those of
     // a process that never said a valid Hello, after deploy.heartbeat_timeout_s).
     wire::JoinReply reply;
@@ -314,6 +419,10 @@ class RawClient {
     stream->Write(e);
     std::string stop;
     bool sent = false;
+    if (send_at_once) {
+      wire::Envelope out;
+      if (bad(out, reply, nullptr)) sent = stream->Write(out);
+    }
     while (stream->Read(&e)) {
       if (e.has_stop()) stop = e.stop().status() + ": " + e.stop().reason();
       if (sent || e.has_stop()) continue;
@@ -425,6 +534,29 @@ TEST(Deploy, BadTokensAndMalformedMessagesAreRefusedAndTheRunGoesOn) {
   EXPECT_EQ(run_status(db), "finished: ");
   EXPECT_EQ(DbReader(db).scalar("SELECT COUNT(DISTINCT round) FROM metrics"), "40");
   EXPECT_NE(r.err.find("refused a message"), std::string::npos);  // and each refusal was logged
+}
+
+// A process whose machine cannot build the run ends it at once, saying why (not after the join timeout).
+TEST(Deploy, NodeThatCannotBuildTheRunFailsItAtOnce) {
+  TempDir dir;
+  const auto db = dir.file("results.db");
+  auto c = start_coordinator(dir, db, 1, {});
+  ChildGuard coordinator(c.pid);
+  ASSERT_FALSE(c.port.empty()) << test::read_text(c.err);
+  RawClient client(c.port);
+  const auto started = std::chrono::steady_clock::now();
+  const auto s = client.exchange(kToken, [](wire::Envelope& out, const wire::JoinReply&, const wire::NodeMessage*) {
+    out.mutable_leave()->set_reason("data.path: no such folder here");
+    out.mutable_leave()->set_fatal(true);
+    return true;
+  }, /*send_at_once=*/true);
+  const auto r = test::wait_for(c.pid, c.out, c.err);
+  coordinator.release();
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(20));
+  const std::string status = run_status(db);
+  EXPECT_EQ(status.rfind("failed: ", 0), 0u) << status;
+  EXPECT_NE(status.find("data.path: no such folder here"), std::string::npos) << status;
 }
 
 }  // namespace
