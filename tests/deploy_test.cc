@@ -102,6 +102,15 @@ pid_t start_node(const TempDir& dir, const std::string& port, const std::vector<
   return test::spawn(args, dir.file("node" + tag + ".out"), dir.file("node" + tag + ".err"));
 }
 
+// `starling launch` of kConfig with `overrides` and `procs` node processes, into dir's results.db.
+test::ProcessResult launch(const TempDir& dir, int procs, const std::vector<std::string>& overrides) {
+  const auto config = dir.write("config.yaml", kConfig);
+  std::vector<std::string> args = {STARLING_BIN, "launch", config, "--procs", std::to_string(procs),
+                                   "--db", dir.file("results.db"), "--quiet"};
+  for (const auto& o : overrides) args.insert(args.end(), {"--set", o});
+  return test::run_process(args, dir);
+}
+
 TEST(Deploy, TlsTakesBothCertificateAndKey) {
   try {
     test::plan_from(kConfig, {"deploy.tls_cert=cert.pem"});
@@ -155,16 +164,18 @@ TEST(Deploy, LaunchWithEightNodeProcessesEqualsTheSimulation) {
   EXPECT_NE(grpc, static_cast<double>(sim_bytes));
 }
 
-TEST(Deploy, ScaffoldAndFedamdDeployedEqualTheSimulation) {
-  for (const std::string kind : {"scaffold", "fedamd"}) {
+TEST(Deploy, ScaffoldFamilyAndFedamdDeployedEqualTheSimulation) {
+  const std::vector<std::vector<std::string>> variants = {
+      {"protocol.kind=scaffold"},
+      {"protocol.kind=scallion", "compressor.kind=randk", "compressor.ratio=0.2"},
+      {"protocol.kind=scafcom", "compressor.kind=topk", "compressor.ratio=0.2"},
+      {"protocol.kind=fedamd"}};
+  for (const auto& overrides : variants) {
     TempDir dir;
-    const auto config = dir.write("config.yaml", kConfig);
     const auto db = dir.file("results.db");
-    const auto r = test::run_process({STARLING_BIN, "launch", config, "--procs", "3", "--set", "protocol.kind=" + kind,
-                                      "--db", db, "--quiet"},
-                                     dir);
-    ASSERT_EQ(r.exit_code, 0) << kind << ": " << r.err;
-    EXPECT_EQ(deployed(db), simulated({"protocol.kind=" + kind})) << kind;
+    const auto r = launch(dir, 3, overrides);
+    ASSERT_EQ(r.exit_code, 0) << overrides.front() << ": " << r.err;
+    EXPECT_EQ(deployed(db), simulated(overrides)) << overrides.front();
   }
 }
 
@@ -185,11 +196,8 @@ TEST(Deploy, DecentralizedDeployedEqualTheSimulation) {
     overrides.insert(overrides.end(), variant.begin(), variant.end());
     const std::string label = variant.empty() ? "dpsgd" : variant.front();
     TempDir dir;
-    const auto config = dir.write("config.yaml", kConfig);
     const auto db = dir.file("results.db");
-    std::vector<std::string> args = {STARLING_BIN, "launch", config, "--procs", "3", "--db", db, "--quiet"};
-    for (const auto& o : overrides) args.insert(args.end(), {"--set", o});
-    const auto r = test::run_process(args, dir);
+    const auto r = launch(dir, 3, overrides);
     ASSERT_EQ(r.exit_code, 0) << label << ": " << r.err;
     Metrics dep = deployed(db), sim = simulated(overrides);
     ASSERT_EQ(dep.size(), 6u) << label;
@@ -219,11 +227,8 @@ TEST(Deploy, GossipAndModestRunDeployed) {
     std::vector<std::string> overrides = kDecentralized;
     overrides.insert(overrides.end(), variant.begin(), variant.end());
     TempDir dir;
-    const auto config = dir.write("config.yaml", kConfig);
     const auto db = dir.file("results.db");
-    std::vector<std::string> args = {STARLING_BIN, "launch", config, "--procs", "4", "--db", db, "--quiet"};
-    for (const auto& o : overrides) args.insert(args.end(), {"--set", o});
-    const auto r = test::run_process(args, dir);
+    const auto r = launch(dir, 4, overrides);
     ASSERT_EQ(r.exit_code, 0) << variant.front() << ": " << r.err;
     EXPECT_EQ(run_status(db), "finished: ");
     const Metrics dep = deployed(db);
