@@ -98,9 +98,15 @@ eval: { every: 1000 }
 """
 
 
-def deploy_round_latency(procs):
+# D-PSGD on the same 32 nodes (a ring): no server, and every node's model also goes to the
+# coordinator's round observer each round.
+DPSGD_SETS = ["protocol.kind=dpsgd", "topology.kind=ring"]
+
+
+def deploy_round_latency(procs, sets=()):
     """Median over REPEATS of the mean real seconds per round of `starling launch` (32 clients, all
-    of them every round, logreg on synthetic data) with `procs` node processes on this machine."""
+    of them every round, logreg on synthetic data; `sets`: --set overrides) with `procs` node
+    processes on this machine."""
     per_round = []
     with tempfile.TemporaryDirectory() as tmp:
         config = os.path.join(tmp, "deploy.yaml")
@@ -108,7 +114,8 @@ def deploy_round_latency(procs):
             fh.write(DEPLOY_CONFIG)
         db = os.path.join(tmp, "deploy.db")
         for _ in range(REPEATS):
-            run([STARLING, "launch", config, "--procs", str(procs), "--db", db, "--quiet"])
+            run([STARLING, "launch", config, "--procs", str(procs), "--db", db, "--quiet"]
+                + [arg for s in sets for arg in ("--set", s)])
         con = sqlite3.connect(db)
         for (run_id,) in con.execute("SELECT run_id FROM runs"):
             rounds, wall = con.execute("SELECT MAX(round), MAX(value) FROM metrics WHERE run_id=? AND "
@@ -124,6 +131,7 @@ def main():
     training = google_benchmark("bench_training")
     deploy = google_benchmark("bench_deploy")
     latency = {procs: deploy_round_latency(procs) for procs in (8, 32)}
+    dpsgd_latency = {procs: deploy_round_latency(procs, DPSGD_SETS) for procs in (8, 32)}
     phold = engine["BM_Phold/processes:1000"]["events/s"]
     phold_big = engine["BM_Phold/processes:100000"]["events/s"]
     t_logreg = training["BM_LocalTraining/hidden_layers:0"]
@@ -241,6 +249,9 @@ def main():
     lines.append("Round latency of `starling launch` (FedAvg, logreg on synthetic data, 32 clients all taking "
                  "part each round, coordinator and node processes on this machine): "
                  + ", ".join(f"{procs} node processes {1e3 * latency[procs]:.1f} ms per round" for procs in (8, 32))
+                 + ". D-PSGD on the same 32 nodes (ring, one gossip step; every node's model also goes to the "
+                 "coordinator's round observer): "
+                 + ", ".join(f"{procs} node processes {1e3 * dpsgd_latency[procs]:.1f} ms per round" for procs in (8, 32))
                  + ".\n")
     text = "\n".join(lines)
     with open(os.path.join(ROOT, "bench", "RESULTS.md"), "w") as fh:
