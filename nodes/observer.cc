@@ -9,7 +9,7 @@ namespace starling {
 RoundObserver::RoundObserver(const LearningTask& task, int nodes, int rounds, int eval_every, int eval_nodes,
                              std::uint64_t seed, const std::vector<NodeId>& excluded)
     : task_(task), nodes_(nodes), rounds_(rounds), eval_every_(eval_every), sampled_(static_cast<std::size_t>(nodes)),
-      excluded_(static_cast<std::size_t>(nodes)) {
+      excluded_(static_cast<std::size_t>(nodes)), recorded_(static_cast<std::size_t>(rounds) + 1) {
   for (NodeId i : excluded) excluded_[static_cast<std::size_t>(i)] = true;
   std::vector<NodeId> honest;  // without exclusions, sample k is node k: the same draw as before
   for (NodeId i = 0; i < nodes; ++i)
@@ -28,6 +28,7 @@ void RoundObserver::record(Context& ctx, Observation o) {
     throw Error("round observer: the observation of " + where + " holds " + std::to_string(o.model.size()) +
                 " parameters and " + std::to_string(o.values.size()) + " values; the run's model has " +
                 std::to_string(task_.model->num_params()) + " (and one value, the train loss)");
+  if (recorded_[static_cast<std::size_t>(o.round)]) throw Error("round observer: " + where + " came after the round was recorded");
   Accumulator& acc = open_[o.round];
   if (o.node < acc.next || acc.waiting.count(o.node)) throw Error("round observer: " + where + " observed twice");
   for (const auto& hook : hooks_) hook(ctx, o);
@@ -41,6 +42,7 @@ void RoundObserver::record(Context& ctx, Observation o) {
   if (acc.next == nodes_) {
     complete(ctx, round, acc);
     open_.erase(round);
+    recorded_[static_cast<std::size_t>(round)] = true;
   }
 }
 

@@ -51,6 +51,7 @@ class RoundObserver final : public Probe {
   std::vector<std::pair<std::string, double>> constants_;
   std::vector<std::function<void(Context&, const Observation&)>> hooks_;
   std::map<int, Accumulator> open_;
+  std::vector<bool> recorded_;  // by round
 };
 
 }  // namespace starling

@@ -555,12 +555,17 @@ TEST(RoundObserver, SameValuesBitForBitWhateverTheReportOrder) {
   EXPECT_THROW(p->nodes.probe->observe(ctx, Observation{1, 4, models[4], {0.0}}), Error);
   EXPECT_THROW(p->nodes.probe->observe(ctx, Observation{1, 5, Vector::Zero(3), {0.0}}), Error);
   EXPECT_THROW(p->nodes.probe->observe(ctx, Observation{13, 5, models[5], {0.0}}), Error);
+  for (NodeId i = 0; i < n; ++i)
+    if (i != 4) p->nodes.probe->observe(ctx, Observation{1, i, models[i], {0.0}});
+  EXPECT_EQ(ctx.finished, std::vector<int>{1});
+  EXPECT_THROW(p->nodes.probe->observe(ctx, Observation{1, 4, models[4], {0.0}}), Error);  // round 1 is recorded
   std::vector<NodeId> relayed;
+  test::HandContext node_process(1);
   p->nodes.probe->relay_to([&](Observation&& o) { relayed.push_back(o.node); });
-  for (NodeId i = 0; i < n; ++i) p->nodes.probe->observe(ctx, Observation{2, i, models[i], {0.0}});
+  for (NodeId i = 0; i < n; ++i) p->nodes.probe->observe(node_process, Observation{2, i, models[i], {0.0}});
   EXPECT_EQ(relayed.size(), static_cast<std::size_t>(n));
-  EXPECT_TRUE(ctx.sink.metrics.empty());
-  EXPECT_TRUE(ctx.finished.empty());
+  EXPECT_TRUE(node_process.sink.metrics.empty());
+  EXPECT_TRUE(node_process.finished.empty());
 }
 
 }  // namespace
