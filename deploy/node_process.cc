@@ -203,8 +203,7 @@ int run_node_process(const NodeProcessOptions& options, const RunBuilder& build)
     wire::Envelope env;
     while (stream->Read(&env)) {
       if (env.has_message()) {
-        if (options.crash_at_round > 0 && env.message().kind() == static_cast<unsigned>(MessageKind::kModel) &&
-            env.message().round() >= options.crash_at_round) {
+        if (options.crash_at_round > 0 && env.message().round() >= options.crash_at_round) {
           spdlog::warn("node process {}: crashing on purpose (--crash-at-round {})", reply.process(), options.crash_at_round);
           std::_Exit(137);
         }

@@ -24,7 +24,7 @@ struct NodeProcessOptions {
   NodeId first = -1, last = -1; // -1, -1: the coordinator picks the block
   int threads = 1;              // compute threads
   double connect_timeout_s = 60.0;
-  int crash_at_round = 0;       // tests: die like kill -9 when a model of this round arrives (0: never)
+  int crash_at_round = 0;       // tests: die like kill -9 when a message of this round arrives (0: never)
 };
 
 // Runs until the coordinator ends the run (0), the run fails or this process is refused (1), a

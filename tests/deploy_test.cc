@@ -304,20 +304,30 @@ TEST(Deploy, KilledNodeProcessIsDroppedAfterTheRoundDeadline) {
 }
 
 TEST(Deploy, KilledNodeProcessWithoutDeadlineFailsTheRunClearly) {
-  TempDir dir;
-  const auto db = dir.file("results.db");
-  auto c = start_coordinator(dir, db, 2, {});
-  ChildGuard coordinator(c.pid);
-  ASSERT_FALSE(c.port.empty()) << test::read_text(c.err);
-  std::vector<pid_t> nodes = {start_node(dir, c.port), start_node(dir, c.port, {"--crash-at-round", "2"})};
-  const auto r = test::wait_for(c.pid, c.out, c.err);
-  coordinator.release();
-  for (pid_t p : nodes) ChildGuard{p};
-  EXPECT_EQ(r.exit_code, 1) << r.err;
-  const auto status = run_status(db);
-  EXPECT_EQ(status.rfind("failed: ", 0), 0u) << status;
-  EXPECT_NE(status.find("protocol.deadline"), std::string::npos) << status;
-  EXPECT_EQ(DbReader(db).scalar("SELECT MAX(round) FROM metrics"), "1");  // round 1 was committed
+  struct Case {
+    std::vector<std::string> sets;
+    std::string says;
+  };
+  const std::vector<Case> cases = {{{}, "protocol.deadline"},  // FedAvg: the server would wait forever
+                                   {kDecentralized, "decentralized runs need every node"}};
+  for (const auto& [sets, says] : cases) {
+    TempDir dir;
+    const auto db = dir.file("results.db");
+    auto c = start_coordinator(dir, db, 2, sets);
+    ChildGuard coordinator(c.pid);
+    ASSERT_FALSE(c.port.empty()) << test::read_text(c.err);
+    std::vector<pid_t> nodes = {start_node(dir, c.port), start_node(dir, c.port, {"--crash-at-round", "2"})};
+    const auto r = test::wait_for(c.pid, c.out, c.err);
+    coordinator.release();
+    for (pid_t p : nodes) ChildGuard{p};
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    const auto status = run_status(db);
+    EXPECT_EQ(status.rfind("failed: ", 0), 0u) << status;
+    EXPECT_NE(status.find(says), std::string::npos) << status;
+    if (sets.empty()) {
+      EXPECT_EQ(DbReader(db).scalar("SELECT MAX(round) FROM metrics"), "1");  // round 1 was committed
+    }
+  }
 }
 
 TEST(Deploy, SigtermEndsTheRunAsInterrupted) {
