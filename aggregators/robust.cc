@@ -385,42 +385,66 @@ void register_robust_aggregators(AggregatorRegistry& r) {
   r.add("median", "coordinate-wise median", [](Section&) { return std::make_unique<Median>(); });
   r.add("majority_vote", "coordinate-wise sign most contributions agree on, times their mean |value| (signSGD)",
         [](Section&) { return std::make_unique<MajorityVote>(); });
-  r.add("trimmed_mean", "coordinate-wise mean without the f largest and f smallest values", [](Section& s) {
-    const int f = static_cast<int>(s.get_int("f", 0, 0));
-    return std::make_unique<TrimmedMean>(f, s.get_double("beta", 0.1, 0.0, 0.5));
-  });
-  const auto krum = [](Section& s, bool multi) {
-    const int f = static_cast<int>(s.get_int("f", 1, 0));
-    const int m = multi ? static_cast<int>(s.get_int("m", 0, 0)) : 1;  // 0: all but f
-    const int neighbours = static_cast<int>(s.get_int("neighbours", 0, 0));  // 0: n - f - 2
-    return std::make_unique<Krum>(f, m, neighbours, s.get<bool>("squared", true));
-  };
-  r.add("krum", "the contribution closest to its n - f - 2 nearest others", [krum](Section& s) { return krum(s, false); });
-  r.add("multi_krum", "the mean of the m contributions with the best Krum scores (default m = all but f)",
-        [krum](Section& s) { return krum(s, true); });
-  r.add("geometric_median", "smoothed Weiszfeld iterations (RFA)", [](Section& s) {
-    const int iterations = static_cast<int>(s.get_int("iterations", 100, 1));
-    const double nu = s.get_double("nu", 1e-6, 0.0, 1e9, true);
-    return std::make_unique<GeometricMedian>(iterations, nu, s.get_double("tolerance", 1e-6, 0.0));
-  });
-  r.add("centered_clip", "iterative clipping around the previous aggregate", [](Section& s) {
-    const double tau = s.get_double("tau", 1.0, 0.0, 1e9, true);
-    return std::make_unique<CenteredClip>(tau, static_cast<int>(s.get_int("iterations", 3, 1)));
-  });
-  r.add("nna", "nearest-neighbour averaging (each contribution -> mean of its n - f nearest), then the inner rule",
+  r.add(PluginSpec("trimmed_mean", "coordinate-wise mean without the f largest and f smallest values")
+            .integer("f", 0, Range::at_least(0), "values trimmed at each end; 0: beta decides")
+            .number("beta", 0.1, Range::between(0, 0.5), "fraction trimmed at each end when f is 0"),
         [](Section& s) {
-          const int f = static_cast<int>(s.get_int("f", 1, 0));
+          const int f = s.integer<int>("f");
+          return std::make_unique<TrimmedMean>(f, s.number("beta"));
+        });
+  const auto krum_spec = [](std::string name, std::string description, bool multi) {
+    PluginSpec spec(std::move(name), std::move(description));
+    spec.integer("f", 1, Range::at_least(0), "Byzantine contributions tolerated");
+    if (multi) spec.integer("m", 0, Range::at_least(0), "contributions averaged; 0: all but f");
+    return spec.integer("neighbours", 0, Range::at_least(0), "nearest others in a score; 0: n - f - 2")
+        .flag("squared", true, "score by squared distances (the paper's); false: distances");
+  };
+  const auto krum = [](Section& s, bool multi) {
+    const int f = s.integer<int>("f");
+    const int m = multi ? s.integer<int>("m") : 1;
+    const int neighbours = s.integer<int>("neighbours");
+    return std::make_unique<Krum>(f, m, neighbours, s.flag("squared"));
+  };
+  r.add(krum_spec("krum", "the contribution closest to its n - f - 2 nearest others", false),
+        [krum](Section& s) { return krum(s, false); });
+  r.add(krum_spec("multi_krum", "the mean of the m contributions with the best Krum scores (default m = all but f)", true),
+        [krum](Section& s) { return krum(s, true); });
+  r.add(PluginSpec("geometric_median", "smoothed Weiszfeld iterations (RFA)")
+            .integer("iterations", 100, Range::at_least(1), "Weiszfeld iterations at most")
+            .number("nu", 1e-6, Range::above_until(0, 1e9), "smoothing: distances below nu count as nu")
+            .number("tolerance", 1e-6, Range::at_least(0), "stop when the estimate moves less (relative)"),
+        [](Section& s) {
+          const int iterations = s.integer<int>("iterations");
+          const double nu = s.number("nu");
+          return std::make_unique<GeometricMedian>(iterations, nu, s.number("tolerance"));
+        });
+  r.add(PluginSpec("centered_clip", "iterative clipping around the previous aggregate")
+            .number("tau", 1.0, Range::above_until(0, 1e9), "clipping radius")
+            .integer("iterations", 3, Range::at_least(1), "clipping iterations per aggregation"),
+        [](Section& s) {
+          const double tau = s.number("tau");
+          return std::make_unique<CenteredClip>(tau, s.integer<int>("iterations"));
+        });
+  r.add(PluginSpec("nna", "nearest-neighbour averaging (each contribution -> mean of its n - f nearest), then the inner rule")
+            .integer("f", 1, Range::at_least(0), "Byzantine contributions tolerated")
+            .note("inner: an aggregator section ({kind: ..., its keys}, default mean) applied to the averaged contributions"),
+        [](Section& s) {
+          const int f = s.integer<int>("f");
           Section inner = s.child("inner");
           const auto kind = inner.get<std::string>("kind", "mean");
           // The registry is complete by the time a config is read.
           return std::make_unique<Nna>(f, aggregator_registry().create(kind, inner.path("kind"), inner));
         });
-  r.add("flag", "Flag Aggregator: projection onto the flag-median subspace of the normalized contributions (IRLS)",
+  r.add(PluginSpec("flag", "Flag Aggregator: projection onto the flag-median subspace of the normalized contributions (IRLS)")
+            .integer("r", 1, Range::at_least(1), "subspace dimension")
+            .integer("iterations", 4, Range::at_least(1), "IRLS iterations")
+            .number("eps", 1e-6, Range::above_until(0, 1), "IRLS smoothing")
+            .flag("rescale", true, "rescale the projection to the contributions' median norm"),
         [](Section& s) {
-          const int rank = static_cast<int>(s.get_int("r", 1, 1));
-          const int iterations = static_cast<int>(s.get_int("iterations", 4, 1));
-          const double eps = s.get_double("eps", 1e-6, 0.0, 1.0, true);
-          return std::make_unique<FlagAggregator>(rank, iterations, eps, s.get<bool>("rescale", true));
+          const int rank = s.integer<int>("r");
+          const int iterations = s.integer<int>("iterations");
+          const double eps = s.number("eps");
+          return std::make_unique<FlagAggregator>(rank, iterations, eps, s.flag("rescale"));
         });
 }
 

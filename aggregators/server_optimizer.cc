@@ -56,22 +56,32 @@ class FedOpt final : public ServerOptimizer {
 ServerOptimizerRegistry& server_optimizer_registry() {
   static ServerOptimizerRegistry registry = [] {
     ServerOptimizerRegistry r("server optimizer");
-    r.add("sgd", "model += lr * mean update (lr 1.0 is plain FedAvg)", [](Section& s) {
-      return std::make_unique<ServerSgd>(static_cast<float>(s.get_double("lr", 1.0, 0.0, 1e6, true)));
-    });
-    r.add("momentum", "FedAvgM: server momentum beta on the mean update", [](Section& s) {
-      const auto lr = static_cast<float>(s.get_double("lr", 1.0, 0.0, 1e6, true));
-      return std::make_unique<ServerMomentum>(lr, static_cast<float>(s.get_double("beta", 0.9, 0.0, 1.0)));
-    });
-    const auto fedopt = [](Section& s, FedOpt::Rule rule) {
-      const auto lr = static_cast<float>(s.get_double("lr", 0.01, 0.0, 1e6, true));
-      const auto beta1 = static_cast<float>(s.get_double("beta1", 0.9, 0.0, 1.0));
-      const auto beta2 = static_cast<float>(s.get_double("beta2", 0.99, 0.0, 1.0));
-      return std::make_unique<FedOpt>(rule, lr, beta1, beta2, static_cast<float>(s.get_double("tau", 1e-3, 0.0, 1e6, true)));
+    const Range lr_range = Range::above_until(0, 1e6);
+    r.add(PluginSpec("sgd", "model += lr * mean update (lr 1.0 is plain FedAvg)").number("lr", 1.0, lr_range, "server step size"),
+          [](Section& s) { return std::make_unique<ServerSgd>(static_cast<float>(s.number("lr"))); });
+    r.add(PluginSpec("momentum", "FedAvgM: server momentum beta on the mean update")
+              .number("lr", 1.0, lr_range, "server step size")
+              .number("beta", 0.9, Range::between(0, 1), "momentum"),
+          [](Section& s) {
+            const auto lr = static_cast<float>(s.number("lr"));
+            return std::make_unique<ServerMomentum>(lr, static_cast<float>(s.number("beta")));
+          });
+    const auto fedopt_spec = [lr_range](std::string name, std::string description) {
+      return PluginSpec(std::move(name), std::move(description))
+          .number("lr", 0.01, lr_range, "server step size")
+          .number("beta1", 0.9, Range::between(0, 1), "first-moment decay")
+          .number("beta2", 0.99, Range::between(0, 1), "second-moment decay")
+          .number("tau", 1e-3, Range::above_until(0, 1e6), "adaptivity: added to the root of the second moment");
     };
-    r.add("adam", "FedAdam", [fedopt](Section& s) { return fedopt(s, FedOpt::Rule::kAdam); });
-    r.add("yogi", "FedYogi", [fedopt](Section& s) { return fedopt(s, FedOpt::Rule::kYogi); });
-    r.add("adagrad", "FedAdagrad", [fedopt](Section& s) { return fedopt(s, FedOpt::Rule::kAdagrad); });
+    const auto fedopt = [](Section& s, FedOpt::Rule rule) {
+      const auto lr = static_cast<float>(s.number("lr"));
+      const auto beta1 = static_cast<float>(s.number("beta1"));
+      const auto beta2 = static_cast<float>(s.number("beta2"));
+      return std::make_unique<FedOpt>(rule, lr, beta1, beta2, static_cast<float>(s.number("tau")));
+    };
+    r.add(fedopt_spec("adam", "FedAdam"), [fedopt](Section& s) { return fedopt(s, FedOpt::Rule::kAdam); });
+    r.add(fedopt_spec("yogi", "FedYogi"), [fedopt](Section& s) { return fedopt(s, FedOpt::Rule::kYogi); });
+    r.add(fedopt_spec("adagrad", "FedAdagrad"), [fedopt](Section& s) { return fedopt(s, FedOpt::Rule::kAdagrad); });
     return r;
   }();
   return registry;

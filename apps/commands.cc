@@ -22,6 +22,7 @@
 
 #include "apps/progress.h"
 #include "config/experiment.h"
+#include "config/sections.h"
 #include "deploy/coordinator.h"
 #include "deploy/node_process.h"
 #include "store/results_db.h"
@@ -98,7 +99,10 @@ void log_finished(ResultsDb& db, std::int64_t run_id, const char* time_kind) {
 std::unique_ptr<RunPlan> plan_for(const RunArgs& args) {
   auto overrides = args.overrides;
   overrides.insert(overrides.end(), args.sweep_params.begin(), args.sweep_params.end());
-  auto doc = load_config(args.config_path, overrides);
+  std::vector<std::string> notes;
+  auto doc = load_config(args.config_path, overrides, args.unsets, &notes);
+  if (!args.quiet)
+    for (const auto& note : notes) spdlog::info("{}", note);
   if (take_sweep(doc) && args.sweep_name.empty())
     spdlog::warn("ignoring the sweep: section of {}; `starling sweep` runs all its points", args.config_path);
   return build_run(doc, config_stem(args.config_path));
@@ -213,6 +217,7 @@ std::vector<std::string> child_arguments(const SweepArgs& args, const std::strin
   std::vector<std::string> argv = {"starling", "run", args.run.config_path, "--db", db_path, "--threads",
                                    std::to_string(args.run.threads), "--quiet"};
   for (const auto& o : args.run.overrides) argv.insert(argv.end(), {"--set", o});
+  for (const auto& u : args.run.unsets) argv.insert(argv.end(), {"--unset", u});
   argv.insert(argv.end(), {"--set", "seed=" + std::to_string(run.seed), "--sweep-name", sweep_name, "--sweep-repeat",
                            std::to_string(run.repeat)});
   for (const auto& [key, value] : run.params) argv.insert(argv.end(), {"--sweep-param", key + "=" + value});
@@ -241,7 +246,7 @@ int sweep_command(const SweepArgs& args) {
   SweepPlan sweep;
   std::string db_path = args.run.db;
   try {
-    auto doc = load_config(args.run.config_path, args.run.overrides);
+    auto doc = load_config(args.run.config_path, args.run.overrides, args.run.unsets);
     const YAML::Node section = take_sweep(doc);
     if (!section) throw ConfigError("sweep", args.run.config_path + " has no sweep: section; use `starling run` for a single run");
     const std::string name = doc["name"] && doc["name"].IsScalar() ? doc["name"].Scalar() : config_stem(args.run.config_path);
@@ -254,7 +259,10 @@ int sweep_command(const SweepArgs& args) {
     sweep = expand_sweep(section, name, base_seed);
     // Build the first point in full: a typo in the base config stops the sweep before it starts.
     YAML::Node first = YAML::Clone(doc);
-    for (const auto& [key, value] : sweep.runs.front().params) Section::apply_override(first, key + "=" + value);
+    // As each run will: a point that switches a kind drops the old kind's keys.
+    std::vector<std::string> first_point;
+    for (const auto& [key, value] : sweep.runs.front().params) first_point.push_back(key + "=" + value);
+    apply_overrides(first, first_point);
     const auto plan = build_run(first, config_stem(args.run.config_path));
     if (db_path.empty()) db_path = plan->db_path;
   } catch (const Error& e) {  // a config key or a dataset file: the user's to fix
@@ -355,9 +363,8 @@ int coordinator_command(const CoordinatorArgs& args) {
                                    [&](const auto& kv) { return kv.first == key; });
       return it == plan->config_values.end() ? std::string() : it->second;
     };
-    if (value("protocol.kind") == "pfedgate")
-      throw ConfigError("protocol.kind", "pfedgate's personalized evaluation reads each client's private gate in "
-                                         "memory; it runs in the simulator only (starling run)");
+    if (!plan->no_deploy.empty())
+      throw ConfigError("protocol.kind", plan->no_deploy + "; it runs in the simulator only (starling run)");
     if (value("availability.kind") != "always" && !value("availability.kind").empty())
       throw ConfigError("availability.kind", "availability models are simulated; deployed, real node processes "
                                              "come and go by themselves (set availability.kind: always)");
@@ -483,7 +490,7 @@ int launch_command(const LaunchArgs& args) {
   // With TLS the node processes trust the coordinator's own certificate (it must name 127.0.0.1).
   std::string tls_ca;
   try {
-    const YAML::Node doc = load_config(args.run.config_path, args.run.overrides);
+    const YAML::Node doc = load_config(args.run.config_path, args.run.overrides, args.run.unsets);
     if (doc["deploy"] && doc["deploy"]["tls_cert"]) tls_ca = doc["deploy"]["tls_cert"].as<std::string>();
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
@@ -498,6 +505,7 @@ int launch_command(const LaunchArgs& args) {
                                    "--procs", std::to_string(args.procs), "--port-file", port_file,
                                    "--threads", std::to_string(args.run.threads)};
   for (const auto& o : args.run.overrides) argv.insert(argv.end(), {"--set", o});
+  for (const auto& u : args.run.unsets) argv.insert(argv.end(), {"--unset", u});
   if (!args.run.db.empty()) argv.insert(argv.end(), {"--db", args.run.db});
   if (args.run.quiet) argv.push_back("--quiet");
 

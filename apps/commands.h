@@ -9,6 +9,7 @@ namespace starling {
 struct RunArgs {
   std::string config_path;
   std::vector<std::string> overrides;  // --set key.path=value
+  std::vector<std::string> unsets;     // --unset key.path (after the overrides)
   std::string db;                      // --db (empty: log.db from the config)
   int threads = 1;
   bool quiet = false;

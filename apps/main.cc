@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   auto* run_cmd = app.add_subcommand("run", "Run the experiment of a YAML config");
   run_cmd->add_option("config", run.config_path, "Experiment config (YAML)")->required();
   run_cmd->add_option("--set", run.overrides, "Override a config value: key.path=value (repeatable)");
+  run_cmd->add_option("--unset", run.unsets, "Remove a key of the config: key.path (repeatable, after --set)");
   run_cmd->add_option("--db", run.db, "Results database (default: log.db of the config)");
   run_cmd->add_option("--threads", run.threads, "Worker threads for local training (results do not depend on it)")
       ->check(CLI::Range(1, 1024));
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
   auto* sweep_cmd = app.add_subcommand("sweep", "Run every point of a config's sweep: section (grid x repeat)");
   sweep_cmd->add_option("config", sweep.run.config_path, "Experiment config (YAML) with a sweep: section")->required();
   sweep_cmd->add_option("--set", sweep.run.overrides, "Override a config value for every run: key.path=value");
+  sweep_cmd->add_option("--unset", sweep.run.unsets, "Remove a key of the config for every run: key.path");
   sweep_cmd->add_option("--db", sweep.run.db, "Results database (default: log.db of the config)");
   sweep_cmd->add_option("--jobs,-j", sweep.jobs, "Runs at once (each a separate process)")->check(CLI::Range(1, 256));
   sweep_cmd->add_option("--threads", sweep.run.threads, "Worker threads of each run")->check(CLI::Range(1, 1024));
@@ -46,6 +48,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000))->capture_default_str();
   coord_cmd->add_option("--token", coord.token, "Shared secret node processes must present (default: $STARLING_TOKEN)");
   coord_cmd->add_option("--set", coord.run.overrides, "Override a config value: key.path=value (repeatable)");
+  coord_cmd->add_option("--unset", coord.run.unsets, "Remove a key of the config: key.path (repeatable, after --set)");
   coord_cmd->add_option("--db", coord.run.db, "Results database (default: log.db of the config)");
   coord_cmd->add_option("--threads", coord.run.threads, "Compute threads of the coordinator's own nodes")->check(CLI::Range(1, 1024));
   coord_cmd->add_flag("--quiet,-q", coord.run.quiet, "No progress output");
@@ -69,6 +72,7 @@ int main(int argc, char** argv) {
   launch_cmd->add_option("config", launch.run.config_path, "Experiment config (YAML)")->required();
   launch_cmd->add_option("--procs", launch.procs, "Node processes")->check(CLI::Range(1, 1024))->capture_default_str();
   launch_cmd->add_option("--set", launch.run.overrides, "Override a config value: key.path=value (repeatable)");
+  launch_cmd->add_option("--unset", launch.run.unsets, "Remove a key of the config: key.path (repeatable, after --set)");
   launch_cmd->add_option("--db", launch.run.db, "Results database (default: log.db of the config)");
   launch_cmd->add_option("--threads", launch.run.threads, "Compute threads of each process")->check(CLI::Range(1, 1024));
   launch_cmd->add_flag("--quiet,-q", launch.run.quiet, "No progress output");

@@ -74,7 +74,8 @@ class NoCompression final : public Compressor {
 CompressorRegistry& compressor_registry() {
   static CompressorRegistry registry = [] {
     CompressorRegistry r("compressor");
-    r.add("none", "dense float32, 4 bytes per coordinate",
+    r.add(PluginSpec("none", "dense float32, 4 bytes per coordinate")
+              .with_traits(CompressorTraits{.dense = true, .lossless = true, .unbiased = "exact", .contractive = true, .linear = true}),
           [](Section&, std::span<const TensorShape>) { return std::make_unique<NoCompression>(); });
     register_operators(r);
     register_sketches(r);
@@ -84,7 +85,15 @@ CompressorRegistry& compressor_registry() {
   return registry;
 }
 
+std::string compressor_kinds_where(bool (*pred)(const CompressorTraits&)) {
+  std::string out;
+  for (const PluginSpec* spec : compressor_registry().specs())
+    if (pred(spec->traits<CompressorTraits>())) out += (out.empty() ? "" : ", ") + spec->name();
+  return out;
+}
+
 std::unique_ptr<Compressor> make_compressor(Section& section, std::span<const TensorShape> tensors) {
+  section.bind(compressor_common_spec());
   const auto kind = section.get<std::string>("kind", "none");
   return with_feedback(compressor_registry().create(kind, section.path("kind"), section, tensors), section);
 }

@@ -55,6 +55,22 @@ class Compressor {
   virtual std::unique_ptr<Compressor> clone() const = 0;
 };
 
+// What a compressor kind declares of itself (its PluginSpec's traits), for the docs and for the
+// protocols' requirements: scaffold's downlink, for one, needs a dense codec.
+struct CompressorTraits {
+  bool dense = false;        // every coordinate travels (at most its precision changes): fits any payload layout
+  bool lossless = false;     // decode(encode(v)) == v bit for bit
+  std::string unbiased{};    // empty when biased; else when and how: "E[C(v)] = v, omega = d/k - 1"
+  bool contractive = false;  // ||C(v) - v||^2 <= (1 - delta) ||v||^2 for some delta > 0
+  bool linear = false;       // C(a) + C(b) = C(a + b): encodings add before decoding
+};
+
+// The kinds whose traits satisfy `pred`, for generated messages ("none, fp16, bf16").
+std::string compressor_kinds_where(bool (*pred)(const CompressorTraits&));
+
+// The keys every compressor section takes whatever its kind: feedback and eta.
+const PluginSpec& compressor_common_spec();
+
 // Little-endian IEEE float32, 4 bytes per coordinate: the uncompressed encoding.
 Payload encode_fp32(const Vector& v);
 Vector decode_fp32(const Payload& payload, std::int64_t dim);

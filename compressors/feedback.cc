@@ -76,12 +76,22 @@ class EstimatorFeedback final : public Compressor {
 
 }  // namespace
 
+const PluginSpec& compressor_common_spec() {
+  static const PluginSpec spec = PluginSpec("compressor", "keys of every compressor section, whatever its kind")
+                                     .choice("feedback", "none", {"none", "ef", "ef21", "econtrol"},
+                                             "error feedback: none; ef (residual added to the next message); ef21 "
+                                             "(estimate increments); econtrol (ef21 with error control eta)")
+                                     .number("eta", 0.1, Range::between(0, 1), "econtrol's error-control step (feedback: econtrol only)");
+  return spec;
+}
+
 std::unique_ptr<Compressor> with_feedback(std::unique_ptr<Compressor> inner, Section& section) {
-  const auto feedback = section.get_choice("feedback", "none", {"none", "ef", "ef21", "econtrol"});
+  section.bind(compressor_common_spec());
+  const auto feedback = section.text("feedback");
   if (feedback == "ef") return std::make_unique<ErrorFeedback>(std::move(inner));
   if (feedback == "ef21") return std::make_unique<EstimatorFeedback>(std::move(inner), false, 0.0);
   if (feedback == "econtrol")
-    return std::make_unique<EstimatorFeedback>(std::move(inner), true, section.get_double("eta", 0.1, 0.0, 1.0));
+    return std::make_unique<EstimatorFeedback>(std::move(inner), true, section.number("eta"));
   return inner;
 }
 

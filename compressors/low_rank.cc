@@ -99,9 +99,11 @@ class PowerSgd final : public Compressor {
 }  // namespace
 
 void register_low_rank(CompressorRegistry& r) {
-  r.add("powersgd", "rank-r power-iteration approximation of each weight matrix (warm-started); others dense",
+  r.add(PluginSpec("powersgd", "rank-r power-iteration approximation of each weight matrix (warm-started); others dense")
+            .integer("rank", 2, Range::between(1, 1 << 16), "rank r of each matrix's approximation")
+            .with_traits(CompressorTraits{}),
         [](Section& s, std::span<const TensorShape> tensors) {
-          const int rank = static_cast<int>(s.get_int("rank", 2, 1, 1 << 16));
+          const int rank = s.integer<int>("rank");
           if (tensors.empty())
             s.fail("kind", "powersgd needs the model's tensor shapes; it is built for a model's updates");
           return std::make_unique<PowerSgd>(rank, std::vector<TensorShape>(tensors.begin(), tensors.end()));

@@ -702,25 +702,38 @@ void require_finite(const Vector& v, const char* who) {
 }
 
 void register_operators(CompressorRegistry& r) {
-  r.add("fp16", "IEEE half precision, 2 bytes per coordinate",
+  const CompressorTraits cast{.dense = true, .unbiased = "deterministic rounding only (omega reported 0)", .contractive = true};
+  r.add(PluginSpec("fp16", "IEEE half precision, 2 bytes per coordinate").with_traits(cast),
         [](Section&, std::span<const TensorShape>) { return std::make_unique<Cast16<float_to_half, half_to_float>>("fp16"); });
-  r.add("bf16", "bfloat16 (the upper half of float32, rounded), 2 bytes per coordinate",
+  r.add(PluginSpec("bf16", "bfloat16 (the upper half of float32, rounded), 2 bytes per coordinate").with_traits(cast),
         [](Section&, std::span<const TensorShape>) { return std::make_unique<Cast16<float_to_bf16, bf16_to_float>>("bf16"); });
-  r.add("topk", "the k largest magnitudes (ratio or k), values + the smallest index coding", [](Section& s, std::span<const TensorShape>) {
-    const double ratio = s.get_double("ratio", 0.01, 0.0, 1.0, true);
-    return std::make_unique<TopK>(ratio, s.get_int("k", 0, 0));
-  });
-  r.add("randk", "k random coordinates from a seed that travels instead of indices", [](Section& s, std::span<const TensorShape>) {
-    const double ratio = s.get_double("ratio", 0.01, 0.0, 1.0, true);
-    const auto k = s.get_int("k", 0, 0);
-    return std::make_unique<RandK>(ratio, k, s.get<bool>("unbiased", true));
-  });
-  r.add("qsgd", "stochastic quantisation to s levels per bucket norm, packed bits", [](Section& s, std::span<const TensorShape>) {
-    const int levels = static_cast<int>(s.get_int("levels", 7, 1, 1 << 20));
-    return std::make_unique<Qsgd>(levels, static_cast<int>(s.get_int("bucket", 512, 1, 1 << 30)));
-  });
-  r.add("sign", "one sign bit per coordinate, scaled by ||v||_1 / d (scaled: false for plain +-1)",
-        [](Section& s, std::span<const TensorShape>) { return std::make_unique<Sign>(s.get<bool>("scaled", true)); });
+  r.add(PluginSpec("topk", "the k largest magnitudes (ratio or k), values + the smallest index coding")
+            .number("ratio", 0.01, Range::above_until(0, 1), "fraction of coordinates kept")
+            .integer("k", 0, Range::at_least(0), "coordinates kept; overrides ratio when > 0")
+            .with_traits(CompressorTraits{.contractive = true}),
+        [](Section& s, std::span<const TensorShape>) { return std::make_unique<TopK>(s.number("ratio"), s.integer("k")); });
+  r.add(PluginSpec("randk", "k random coordinates from a seed that travels instead of indices")
+            .number("ratio", 0.01, Range::above_until(0, 1), "fraction of coordinates kept")
+            .integer("k", 0, Range::at_least(0), "coordinates kept; overrides ratio when > 0")
+            .flag("unbiased", true, "scale the kept coordinates by d/k (unbiased, omega = d/k - 1); false: contractive")
+            .with_traits(CompressorTraits{.unbiased = "with unbiased: true; omega = d/k - 1", .contractive = true}),
+        [](Section& s, std::span<const TensorShape>) {
+          const double ratio = s.number("ratio");
+          const auto k = s.integer("k");
+          return std::make_unique<RandK>(ratio, k, s.flag("unbiased"));
+        });
+  r.add(PluginSpec("qsgd", "stochastic quantisation to s levels per bucket norm, packed bits")
+            .integer("levels", 7, Range::between(1, 1 << 20), "quantisation levels s per bucket")
+            .integer("bucket", 512, Range::between(1, 1 << 30), "coordinates per bucket (one norm each)")
+            .with_traits(CompressorTraits{.unbiased = "omega = min(b/s^2, sqrt(b)/s) for bucket b"}),
+        [](Section& s, std::span<const TensorShape>) {
+          const int levels = s.integer<int>("levels");
+          return std::make_unique<Qsgd>(levels, s.integer<int>("bucket"));
+        });
+  r.add(PluginSpec("sign", "one sign bit per coordinate, scaled by ||v||_1 / d (scaled: false for plain +-1)")
+            .flag("scaled", true, "scale the signs by ||v||_1 / d (contractive); false sends plain +-1")
+            .with_traits(CompressorTraits{.contractive = true}),
+        [](Section& s, std::span<const TensorShape>) { return std::make_unique<Sign>(s.flag("scaled")); });
 }
 
 }  // namespace starling

@@ -202,17 +202,25 @@ class RandomProjection final : public Compressor {
 }  // namespace
 
 void register_sketches(CompressorRegistry& r) {
-  r.add("count_sketch", "rows x columns count sketch with shared hashes; linear, top-k recovery",
+  r.add(PluginSpec("count_sketch", "rows x columns count sketch with shared hashes; linear, top-k recovery")
+            .integer("rows", 5, Range::between(1, 64), "hash rows")
+            .integer("columns", 0, Range::at_least(0), "columns per row; overrides ratio when > 0")
+            .number("ratio", 0.05, Range::above_until(0, 64), "rows x columns as a fraction of d")
+            .number("recover", 0.01, Range::between(0, 1), "fraction of coordinates recovered (top-k of the estimate)")
+            .with_traits(CompressorTraits{.linear = true}),
         [](Section& s, std::span<const TensorShape>) {
-          const int rows = static_cast<int>(s.get_int("rows", 5, 1, 64));
-          const auto columns = s.get_int("columns", 0, 0);
-          const double ratio = s.get_double("ratio", 0.05, 0.0, 64.0, true);
-          return std::make_unique<CountSketch>(rows, columns, ratio, s.get_double("recover", 0.01, 0.0, 1.0));
+          const int rows = s.integer<int>("rows");
+          const auto columns = s.integer("columns");
+          const double ratio = s.number("ratio");
+          return std::make_unique<CountSketch>(rows, columns, ratio, s.number("recover"));
         });
-  r.add("random_projection", "subsampled randomized Hadamard projection to k coordinates; only the seed travels",
+  r.add(PluginSpec("random_projection", "subsampled randomized Hadamard projection to k coordinates; only the seed travels")
+            .number("ratio", 0.01, Range::above_until(0, 1), "k as a fraction of d")
+            .integer("k", 0, Range::at_least(0), "projected coordinates; overrides ratio when > 0")
+            .with_traits(CompressorTraits{.linear = true}),
         [](Section& s, std::span<const TensorShape>) {
-          const double ratio = s.get_double("ratio", 0.01, 0.0, 1.0, true);
-          return std::make_unique<RandomProjection>(ratio, s.get_int("k", 0, 0));
+          const double ratio = s.number("ratio");
+          return std::make_unique<RandomProjection>(ratio, s.integer("k"));
         });
 }
 

@@ -2,26 +2,15 @@
 
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <set>
+#include <sstream>
 
+#include "config/sections.h"
 #include "learning/partition.h"
 #include "sim/availability.h"
 
 namespace starling {
-
-YAML::Node load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  if (!std::filesystem::exists(path)) throw ConfigError("", path + ": no such config file");
-  YAML::Node doc;
-  try {
-    doc = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    throw ConfigError("", path + ": not valid YAML: " + e.what());
-  }
-  if (doc && !doc.IsNull() && !doc.IsMap()) throw ConfigError("", path + ": the config must be a mapping of keys to values");
-  for (const auto& o : overrides) Section::apply_override(doc, o);
-  if (!doc || doc.IsNull()) doc = YAML::Node(YAML::NodeType::Map);
-  return doc;
-}
 
 YAML::Node take_sweep(YAML::Node& document) {
   if (!document || !document.IsMap() || !document["sweep"]) return YAML::Node(YAML::NodeType::Undefined);
@@ -115,36 +104,96 @@ SweepPlan expand_sweep(const YAML::Node& sweep, const std::string& default_name,
 
 namespace {
 
-// Builds the plugin that `section.<key>` names from `registry`, passing the section for its
-// parameters.
-template <typename R, typename... Args>
-auto make_named(const R& registry, Section& section, const std::string& key, const std::string& default_kind,
-                Args&&... args) {
-  const auto kind = section.get<std::string>(key, default_kind);
-  return registry.create(kind, section.path(key), section, std::forward<Args>(args)...);
-}
-template <typename R, typename... Args>
-auto make_plugin(const R& registry, Section& section, const std::string& default_kind, Args&&... args) {
-  return make_named(registry, section, "kind", default_kind, std::forward<Args>(args)...);
+// The section at a dotted path below `parent` (recursive: assigning a Section would assign its
+// YAML nodes, which overwrites the nodes they refer to).
+Section descend(Section& parent, const std::string& path) {
+  const auto dot = path.find('.');
+  Section next = parent.child(path.substr(0, dot));
+  return dot == std::string::npos ? next : descend(next, path.substr(dot + 1));
 }
 
-NetworkParams read_network(Section s) {
+// The section at a dotted path ("data.partition"), bound to its fixed spec if it has one.
+Section section_at(Section& root, const std::string& path) {
+  Section s = descend(root, path);
+  for (const auto& fixed : fixed_sections())
+    if (fixed.path == path) s.bind(*fixed.spec);
+  return s;
+}
+
+const KindSlot& slot_of(const std::string& selector_path) {
+  for (const auto& slot : kind_slots())
+    if (slot.selector_path() == selector_path) return slot;
+  throw std::logic_error("no kind slot " + selector_path);
+}
+
+// Reads `section`'s selector for `slot_path` (default from chosen_kind) and records which kinds
+// take which keys, so an unread key of another kind is told from a typo.
+std::string read_kind(Section& section, const YAML::Node& document, const std::string& slot_path) {
+  const KindSlot& slot = slot_of(slot_path);
+  if (slot.common) section.bind(*slot.common);
+  const auto kind = section.get<std::string>(slot.selector, chosen_kind(document, slot));
+  if (std::find(slot.pseudo_kinds.begin(), slot.pseudo_kinds.end(), kind) == slot.pseudo_kinds.end())
+    slot.catalog->spec(kind, section.path(slot.selector));  // an unknown name fails here, listing the known ones
+  section.note_kinds(slot.selector, kind, slot.catalog->specs());
+  return kind;
+}
+
+// Builds the plugin the slot's selector names, passing its section for its parameters.
+template <typename R, typename... Args>
+auto make_slot(const R& registry, Section& section, const YAML::Node& document, const std::string& slot_path, Args&&... args) {
+  const auto kind = read_kind(section, document, slot_path);
+  return registry.create(kind, section.path(slot_of(slot_path).selector), section, std::forward<Args>(args)...);
+}
+
+NetworkParams read_network(Section& s) {
   NetworkParams p;
-  p.latency_s = s.get_double("latency_ms", 20.0, 0.0) / 1e3;
-  const double both = s.get_double("bandwidth_mbps", 100.0, 0.0, 1e9, true);
-  p.uplink_bps = s.get_double("uplink_mbps", both, 0.0, 1e9, true) * 1e6;
-  p.downlink_bps = s.get_double("downlink_mbps", both, 0.0, 1e9, true) * 1e6;
-  p.queueing = s.get<bool>("queueing", false);
+  p.latency_s = s.number("latency_ms") / 1e3;
+  const double both = s.number("bandwidth_mbps");
+  p.uplink_bps = s.number("uplink_mbps", both) * 1e6;
+  p.downlink_bps = s.number("downlink_mbps", both) * 1e6;
+  p.queueing = s.flag("queueing");
   return p;
 }
 
 ComputeParams read_compute(Section s) {
   ComputeParams p;
-  const auto kind = s.get_choice("kind", "fixed", {"fixed", "lognormal"});
+  const auto kind = s.text("kind");
   p.kind = kind == "fixed" ? ComputeParams::Kind::kFixed : ComputeParams::Kind::kLognormal;
-  p.samples_per_sec = s.get_double("samples_per_sec", 1000.0, 0.0, 1e12, true);
-  if (p.kind == ComputeParams::Kind::kLognormal) p.sigma = s.get_double("sigma", 0.5, 0.0, 10.0);
+  p.samples_per_sec = s.number("samples_per_sec");
+  if (p.kind == ComputeParams::Kind::kLognormal) p.sigma = s.number("sigma");
   return p;
+}
+
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+// The protocols whose traits satisfy `pred`, for messages that say what would work instead.
+template <typename Pred>
+std::string protocols_where(Pred pred) {
+  std::vector<std::string> out;
+  for (const auto& name : protocol_registry().names())
+    if (pred(protocol_traits(name))) out.push_back(name);
+  return joined(out);
+}
+
+// Checks a compressor section against what the protocol's slot needs (ProtocolTraits::uplink,
+// ::downlink); the messages are generated from the traits of both kinds.
+void check_codec(Section& section, const std::string& protocol, const CodecNeed& need, const char* direction) {
+  const auto kind = section.get<std::string>("kind", "none");
+  const auto feedback = section.get<std::string>("feedback", "none");
+  if (need.kind == CodecNeed::Kind::kNone && kind != "none")
+    section.fail("kind", protocol + " " + need.why + "; it takes compressor kind none, not \"" + kind + "\"");
+  if (need.kind == CodecNeed::Kind::kDense && compressor_registry().contains(kind) &&
+      !compressor_registry().spec(kind).traits<CompressorTraits>().dense)
+    section.fail("kind", protocol + " " + need.why + " and takes a dense compressor (" +
+                             compressor_kinds_where([](const CompressorTraits& t) { return t.dense; }) + "), not \"" + kind +
+                             "\"");
+  if (!need.feedback && feedback != "none")
+    section.fail("feedback", protocol + (need.why.rfind("'s", 0) == 0 ? "" : " ") + need.why + ": it takes no " + direction +
+                                 " feedback; set " + section.path("feedback") + ": none");
 }
 
 // Per-node link rates drawn around the configured ones (network.bandwidth_sigma), then the
@@ -152,7 +201,7 @@ ComputeParams read_compute(Section s) {
 void read_profiles(Section& root, Section& network, RunPlan& plan, bool server_based) {
   const auto nodes = plan.nodes.nodes.size();
   auto& net = plan.sim.network;
-  const double sigma = network.get_double("bandwidth_sigma", 0.0, 0.0, 10.0);
+  const double sigma = network.number("bandwidth_sigma");
   const auto per_node = [&] {
     if (net.node_uplink_bps.empty()) {
       net.node_uplink_bps.assign(nodes, net.uplink_bps);
@@ -167,7 +216,7 @@ void read_profiles(Section& root, Section& network, RunPlan& plan, bool server_b
       net.node_downlink_bps[i] *= std::exp(sigma * rng.normal());
     }
   }
-  const auto path = root.get<std::string>("profile", "");
+  const auto path = root.text("profile");
   if (path.empty()) return;
   per_node();
   plan.sim.compute.node_speeds.assign(nodes, 0.0);
@@ -193,174 +242,173 @@ void read_profiles(Section& root, Section& network, RunPlan& plan, bool server_b
 
 }  // namespace
 
+YAML::Node load_config(const std::string& path, const std::vector<std::string>& overrides,
+                       const std::vector<std::string>& unsets, std::vector<std::string>* notes) {
+  if (!std::filesystem::exists(path)) throw ConfigError("", path + ": no such config file");
+  YAML::Node doc;
+  try {
+    doc = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError("", path + ": not valid YAML: " + e.what());
+  }
+  if (doc && !doc.IsNull() && !doc.IsMap()) throw ConfigError("", path + ": the config must be a mapping of keys to values");
+  reject_duplicate_keys(doc, path);
+  auto dropped = apply_overrides(doc, overrides, unsets);
+  if (notes) notes->insert(notes->end(), dropped.begin(), dropped.end());
+  if (!doc || doc.IsNull()) doc = YAML::Node(YAML::NodeType::Map);
+  return doc;
+}
+
 std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string& default_name) {
   auto plan = std::make_unique<RunPlan>();
   Section root(document);
+  root.bind(fixed_spec(""));
   plan->name = root.get<std::string>("name", default_name);
-  plan->seed = static_cast<std::uint64_t>(root.get_int("seed", 0, 0));
-  plan->rounds = static_cast<int>(root.get_int("rounds", 100, 1, 100'000'000));
+  plan->seed = root.integer<std::uint64_t>("seed");
+  plan->rounds = root.integer<int>("rounds");
 
   // Everything cheap first, so a typo is reported before the dataset is loaded.
-  Section data = root.child("data");
-  const auto dataset = data.get<std::string>("dataset", "fashion_mnist");
-  const int clients = static_cast<int>(data.get_int("clients", 100, 1, 10'000'000));
-  Section partition = data.child("partition");
-  const auto partition_kind = partition.get<std::string>("kind", dataset == "synthetic" ? "natural" : "iid");
-  dataset_registry().require(dataset, data.path("dataset"));
-  const double local_test = data.get_double("local_test_fraction", 0.0, 0.0, 0.9);
-  const int novel = static_cast<int>(data.get_int("novel_clients", 0, 0, clients - 1));
+  Section data = section_at(root, "data");
+  const auto dataset = read_kind(data, document, "data.dataset");
+  const int clients = data.integer<int>("clients");
+  Section partition = section_at(root, "data.partition");
+  const auto partition_kind = read_kind(partition, document, "data.partition.kind");
+  const double local_test = data.number("local_test_fraction");
+  const int novel = data.integer<int>("novel_clients");
+  if (novel >= clients) data.fail("novel_clients", std::to_string(novel) + " is out of range; must be <= " + std::to_string(clients - 1));
   if (novel > 0 && local_test == 0.0)
     data.fail("novel_clients", "novel clients are evaluated on their local test split: set data.local_test_fraction too");
-  if (partition_kind != "natural") partitioner_registry().require(partition_kind, partition.path("kind"));
 
   auto task = std::make_unique<LearningTask>();
-  Section train = root.child("train");
-  task->optimizer = make_named(optimizer_registry(), train, "optimizer", "sgd");
-  task->batch_size = static_cast<int>(train.get_int("batch_size", 32, 1, 1 << 20));
-  task->local_epochs = static_cast<int>(train.get_int("local_epochs", 1, 1, 1 << 20));
-  task->prox_mu = static_cast<float>(train.get_double("prox_mu", 0.0, 0.0));
+  Section train = section_at(root, "train");
+  task->optimizer = make_slot(optimizer_registry(), train, document, "train.optimizer");
+  task->batch_size = train.integer<int>("batch_size");
+  task->local_epochs = train.integer<int>("local_epochs");
+  task->prox_mu = static_cast<float>(train.number("prox_mu"));
 
-  Section protocol = root.child("protocol");
-  const auto protocol_kind = protocol.get<std::string>("kind", "fedavg");
-  protocol_registry().require(protocol_kind, protocol.path("kind"));  // fail before loading data
-  const bool server_based = protocol_kind == "fedavg" || protocol_kind == "pfedgate" || protocol_kind == "fedbuff" ||
-                            protocol_kind == "fedasync" || protocol_kind == "fedfix" || protocol_kind == "afa" ||
-                            protocol_kind == "scaffold" || protocol_kind == "scallion" || protocol_kind == "scafcom" ||
-                            protocol_kind == "fedamd";
-  // FedProx's anchor is the global model a client started from: only server-based clients have one.
-  if (task->prox_mu != 0.0f && !server_based)
-    train.fail("prox_mu", "the proximal term pulls towards the server's model; " + protocol_kind + " has none");
-  if (task->prox_mu != 0.0f && protocol_kind == "fedamd")
-    train.fail("prox_mu", "fedamd's miners step along the variance-reduced direction v; it has no proximal term");
-  Section attack_section = root.child("attack");
-  const AttackParams attack = read_attack(attack_section);
-  if (attack.kind != AttackKind::kNone) {
-    static const std::set<std::string> kAttackable = {"fedavg", "fedbuff", "fedasync", "fedfix", "afa",
-                                                      "dpsgd",  "gossip",  "modest"};
-    // scaffold's messages carry control variates no attack defines; zo_shared sends projected
-    // scalars, not the models or updates the attacks describe.
-    if (!kAttackable.count(protocol_kind))
-      attack_section.fail("kind", "attacks are simulated for protocols fedavg, fedbuff, fedasync, fedfix, afa, dpsgd, "
-                                  "gossip and modest, not " + protocol_kind);
+  Section protocol = section_at(root, "protocol");
+  const auto protocol_kind = read_kind(protocol, document, "protocol.kind");  // fails before loading data
+  const ProtocolTraits& traits = protocol_traits(protocol_kind);
+  const bool server_based = traits.server_based;
+  // A plugin section the protocol never reads would silently change nothing.
+  for (const auto& s : protocol_plugin_sections()) {
+    const auto& reads = traits.sections;
+    if (root.has(s) && std::find(reads.begin(), reads.end(), s) == reads.end())
+      throw ConfigError(s, "not read by protocol " + protocol_kind + "; remove it, or use one of: " +
+                               protocols_where([&](const ProtocolTraits& t) {
+                                 return std::find(t.sections.begin(), t.sections.end(), s) != t.sections.end();
+                               }));
   }
+  const auto reads = [&](const std::string& s) {
+    return std::find(traits.sections.begin(), traits.sections.end(), s) != traits.sections.end();
+  };
+  // FedProx's anchor is the global model a client started from.
+  if (task->prox_mu != 0.0f && !traits.prox)
+    train.fail("prox_mu", "the proximal term pulls towards the server's model; " + protocol_kind +
+                              " has none (FedProx works with " + protocols_where([](const ProtocolTraits& t) { return t.prox; }) + ")");
+  Section attack_section = section_at(root, "attack");
+  read_kind(attack_section, document, "attack.kind");
+  const AttackParams attack = read_attack(attack_section);
+  if (attack.kind != AttackKind::kNone && !traits.attacks)
+    attack_section.fail("kind", "attacks are simulated for protocols " +
+                                    protocols_where([](const ProtocolTraits& t) { return t.attacks; }) + ", not " + protocol_kind);
 
   ProtocolParts parts;
   parts.seed = plan->seed;
   parts.rounds = plan->rounds;
-  Section eval = root.child("eval");
-  parts.eval_every = static_cast<int>(eval.get_int("every", 1, 1));
-  task->finetune_steps = static_cast<int>(eval.get_int("finetune_steps", 0, 0, 1 << 20));
-  const bool personal_protocol = protocol_kind == "fedavg" || protocol_kind == "scaffold" || protocol_kind == "pfedgate";
-  if (local_test > 0 && !personal_protocol)
-    data.fail("local_test_fraction", "personalized evaluation is implemented for fedavg, scaffold and pfedgate, not " +
+  Section eval = section_at(root, "eval");
+  parts.eval_every = eval.integer<int>("every");
+  task->finetune_steps = eval.integer<int>("finetune_steps");
+  if (local_test > 0 && !traits.personalized)
+    data.fail("local_test_fraction", "personalized evaluation is implemented for " +
+                                         protocols_where([](const ProtocolTraits& t) { return t.personalized; }) + ", not " +
                                          protocol_kind);
   if (task->finetune_steps > 0 && local_test == 0.0)
     eval.fail("finetune_steps", "fine-tuning is part of personalized evaluation: set data.local_test_fraction too");
-  if (!server_based) parts.eval_nodes = static_cast<int>(eval.get_int("nodes", 10, 0));
-  Section topology = root.child("topology");
-  parts.topology = make_plugin(topology_registry(), topology,
-                                server_based ? "star" : protocol_kind == "zo_shared" ? "complete" : "ring");
-  parts.topology_section = &topology;
-  Section sampling = root.child("sampling");
-  parts.sampler = make_plugin(sampler_registry(), sampling, "uniform");
-  Section aggregator = root.child("aggregator");
-  parts.aggregator = make_plugin(aggregator_registry(), aggregator, "mean");
-  parts.aggregator_section = &aggregator;
-  Section server_optimizer = root.child("server_optimizer");
-  parts.server_optimizer = make_plugin(server_optimizer_registry(), server_optimizer, "sgd");
+  if (!server_based) parts.eval_nodes = eval.integer<int>("nodes");
+  // Only the sections the protocol reads are opened (an opened section is part of the resolved
+  // config, which must build again as it is).
+  std::optional<Section> topology, sampling, aggregator, server_optimizer, downlink;
+  if (reads("topology")) {
+    topology.emplace(section_at(root, "topology"));
+    parts.topology = make_slot(topology_registry(), *topology, document, "topology.kind");
+    parts.topology_section = &*topology;
+  }
+  if (reads("sampling")) {
+    sampling.emplace(section_at(root, "sampling"));
+    parts.sampler = make_slot(sampler_registry(), *sampling, document, "sampling.kind");
+  }
+  if (reads("aggregator")) {
+    aggregator.emplace(section_at(root, "aggregator"));
+    parts.aggregator = make_slot(aggregator_registry(), *aggregator, document, "aggregator.kind");
+    const auto kind = aggregator->get<std::string>("kind", "mean");
+    parts.new_aggregator = [kind, &aggregator] { return aggregator_registry().create(kind, aggregator->path("kind"), *aggregator); };
+  }
+  if (reads("server_optimizer")) {
+    server_optimizer.emplace(section_at(root, "server_optimizer"));
+    parts.server_optimizer = make_slot(server_optimizer_registry(), *server_optimizer, document, "server_optimizer.kind");
+  }
   // Compressors are built once the model's tensor shapes are known (powersgd needs them); their
-  // names are checked now.
-  Section uplink = root.child("compressor");
-  Section downlink = root.child("downlink_compressor");
-  for (Section* s : {&uplink, &downlink}) compressor_registry().require(s->get<std::string>("kind", "none"), s->path("kind"));
-  // ef21/econtrol messages are increments of an estimate every receiver must track; a client
-  // misses the broadcasts of the rounds it sits out, so its estimate would drift.
-  if (const auto fb = downlink.get<std::string>("feedback", "none"); fb == "ef21" || fb == "econtrol")
-    downlink.fail("feedback", "\"" + fb + "\" needs every receiver to get every message; downlink takes none or ef");
+  // names and what the protocol needs of them are checked now.
+  Section uplink = section_at(root, "compressor");
+  read_kind(uplink, document, "compressor.kind");
+  check_codec(uplink, protocol_kind, traits.uplink, "uplink");
+  if (reads("downlink_compressor")) {
+    downlink.emplace(section_at(root, "downlink_compressor"));
+    read_kind(*downlink, document, "downlink_compressor.kind");
+    // ef21/econtrol messages are increments of an estimate every receiver must track; a client
+    // misses the broadcasts of the rounds it sits out, so its estimate would drift.
+    if (const auto fb = downlink->get<std::string>("feedback", "none"); fb == "ef21" || fb == "econtrol")
+      downlink->fail("feedback", "\"" + fb + "\" needs every receiver to get every message; downlink takes none or ef");
+    check_codec(*downlink, protocol_kind, traits.downlink, "downlink");
+  }
   parts.compressor_section = &uplink;
-  // The control-variate protocols send [x; c] down as one 2d vector: only element-wise encodings
-  // fit it. Up, scaffold compresses y - x and c_i+ - c_i with any codec (feedback on y - x only,
-  // nodes/server_client.cc); scallion and scafcom send one vector whose control variate already does
-  // error feedback's work, and check the codec's bias when they are built (nodes/fedavg.cc).
-  if (protocol_kind == "scaffold" || protocol_kind == "scallion" || protocol_kind == "scafcom") {
-    const auto kind = downlink.get<std::string>("kind", "none");
-    if (kind != "none" && kind != "fp16" && kind != "bf16")
-      downlink.fail("kind", protocol_kind + " sends [model; control] down in one payload and takes none, fp16 or bf16, not \"" +
-                                kind + "\"");
-    if (downlink.get<std::string>("feedback", "none") != "none")
-      downlink.fail("feedback", protocol_kind + " takes no downlink feedback");
-    if (protocol_kind != "scaffold" && uplink.get<std::string>("feedback", "none") != "none")
-      uplink.fail("feedback", protocol_kind +
-                                  "'s control variates already feed back what compression leaves out; set compressor.feedback: none");
-  }
-  // FedAMD sends [model; v_glob] to miners, and its clients send gradients or model updates
-  // through the same codec: only element-wise encodings fit.
-  if (protocol_kind == "fedamd")
-    for (Section* s : {&uplink, &downlink}) {
-      const auto kind = s->get<std::string>("kind", "none");
-      const std::string what = "fedamd sends [model; v_glob] in one payload and gradients and updates alike";
-      if (kind != "none" && kind != "fp16" && kind != "bf16")
-        s->fail("kind", what + " and takes none, fp16 or bf16, not \"" + kind + "\"");
-      if (s->get<std::string>("feedback", "none") != "none") s->fail("feedback", protocol_kind + " takes no feedback");
-    }
-  if (!server_based && protocol_kind != "dpsgd") {  // dpsgd compresses gossip the CHOCO way (nodes/dpsgd.cc)
-    const auto kind = uplink.get<std::string>("kind", "none");
-    if (protocol_kind == "zo_shared" && kind != "none")
-      uplink.fail("kind", "zo_shared sends no models, only projected gradients: set protocol.quantize instead");
-    if (kind != "none" && kind != "fp16" && kind != "bf16")
-      uplink.fail("kind", "\"" + kind + "\" would compress whole models on gossip edges; " + protocol_kind +
-                          " takes none, fp16 or bf16 (compressed gossip is supported for dpsgd)");
-    if (uplink.get<std::string>("feedback", "none") != "none")
-      uplink.fail("feedback", protocol_kind + " sends whole models; feedback applies to compressed updates (fedavg, dpsgd)");
-  }
-  Section network = root.child("network");
+  Section network = section_at(root, "network");
   plan->sim.network = read_network(network);
   // Participation: who is online when, who drops out, how noisy links are (sim/availability.h).
-  parts.link_noise_std = network.get_double("noise_std", 0.0, 0.0);
-  Section availability = root.child("availability");
-  const auto availability_kind = availability.get_choice("kind", "always", {"always", "markov", "trace"});
-  plan->sim.dropout = availability.get_double("dropout", 0.0, 0.0, 1.0);
-  // FedAMD's rounds wait for every anchor and miner, and its anchors' gradients are not models.
-  // pFedGate's clients train their private gates on every model they get: no straggler handling.
-  const bool participation = server_based && protocol_kind != "fedamd" && protocol_kind != "pfedgate";
-  if ((availability_kind != "always" || plan->sim.dropout > 0.0) && !participation)
+  parts.link_noise_std = network.number("noise_std");
+  Section availability = section_at(root, "availability");
+  const auto availability_kind = availability.text("kind");
+  plan->sim.dropout = availability.number("dropout");
+  const auto participating = [] { return protocols_where([](const ProtocolTraits& t) { return t.participation; }); };
+  if ((availability_kind != "always" || plan->sim.dropout > 0.0) && !traits.participation)
     availability.fail(availability_kind != "always" ? "kind" : "dropout",
-                      "availability and dropout are simulated for fedavg, scaffold, scallion, scafcom, "
-                      "fedbuff, fedasync, fedfix and afa, not " + protocol_kind);
-  if (parts.link_noise_std > 0.0 && !participation)
-    network.fail("noise_std", "link noise is added to the models and updates of fedavg, scaffold and the asynchronous servers, not " +
-                                    protocol_kind);
+                      "availability and dropout are simulated for " + participating() + ", not " + protocol_kind);
+  if (parts.link_noise_std > 0.0 && !traits.participation)
+    network.fail("noise_std", "link noise is added to the models and updates of " + participating() + ", not " + protocol_kind);
   if (availability_kind == "markov") {
-    const double on = availability.get_double("mean_online_s", 600.0, 0.0, 1e12, true);
-    const double off = availability.get_double("mean_offline_s", 600.0, 0.0, 1e12, true);
+    const double on = availability.number("mean_online_s");
+    const double off = availability.number("mean_offline_s");
     plan->sim.availability = std::make_shared<MarkovAvailability>(plan->seed, clients + 1, 1, on, off);
   } else if (availability_kind == "trace") {
-    const auto path = availability.require<std::string>("path");
+    if (!availability.has("path")) availability.fail("path", "is required with availability.kind trace");
+    const auto path = availability.text("path");
     plan->sim.availability = std::make_shared<TraceAvailability>(path, clients + 1, 1, availability.path("path"));
   }
   parts.availability = plan->sim.availability;
   parts.lossy = plan->sim.availability != nullptr || plan->sim.dropout > 0.0;
-  plan->sim.compute = read_compute(root.child("compute"));
+  plan->sim.compute = read_compute(section_at(root, "compute"));
   plan->sim.seed = plan->seed;
-  plan->db_path = root.child("log").get<std::string>("db", "results/starling.db");
-  Section deploy = root.child("deploy");
-  plan->deploy.max_message_mb = deploy.get_double("max_message_mb", 64.0, 0.0, 2000.0, true);
-  plan->deploy.heartbeat_ms = static_cast<int>(deploy.get_int("heartbeat_ms", 500, 10, 600'000));
-  plan->deploy.heartbeat_timeout_s = deploy.get_double("heartbeat_timeout_s", 10.0, 0.0, 86400.0, true);
-  plan->deploy.join_timeout_s = deploy.get_double("join_timeout_s", 120.0, 0.0, 86400.0, true);
-  plan->deploy.tls_cert = deploy.get<std::string>("tls_cert", "");
-  plan->deploy.tls_key = deploy.get<std::string>("tls_key", "");
+  plan->db_path = section_at(root, "log").text("db");
+  Section deploy = section_at(root, "deploy");
+  plan->deploy.max_message_mb = deploy.number("max_message_mb");
+  plan->deploy.heartbeat_ms = deploy.integer<int>("heartbeat_ms");
+  plan->deploy.heartbeat_timeout_s = deploy.number("heartbeat_timeout_s");
+  plan->deploy.join_timeout_s = deploy.number("join_timeout_s");
+  plan->deploy.tls_cert = deploy.text("tls_cert");
+  plan->deploy.tls_key = deploy.text("tls_key");
   if (plan->deploy.tls_cert.empty() != plan->deploy.tls_key.empty())
     deploy.fail(plan->deploy.tls_cert.empty() ? "tls_cert" : "tls_key",
                 "TLS needs both deploy.tls_cert and deploy.tls_key (PEM files), or neither");
   if (server_based) plan->server_nodes = {0};
+  plan->no_deploy = traits.no_deploy.empty() ? "" : protocol_kind + ": " + traits.no_deploy;
 
   std::unique_ptr<Partitioner> partitioner;
   if (partition_kind != "natural") partitioner = partitioner_registry().create(partition_kind, partition.path("kind"), partition);
   plan->data = dataset_registry().create(dataset, data.path("dataset"), data, plan->seed, clients);
-  Section model = root.child("model");
-  plan->model = make_plugin(model_registry(), model, "logreg", static_cast<int>(plan->data->train.num_features()),
-                            plan->data->train.num_classes);
+  Section model = section_at(root, "model");
+  plan->model = make_slot(model_registry(), model, document, "model.kind", static_cast<int>(plan->data->train.num_features()),
+                          plan->data->train.num_classes);
   if (partitioner) {
     Rng rng(plan->seed, kNoNode, Purpose::kPartition);
     task->partition = partitioner->split(plan->data->train.y, plan->data->train.num_classes, clients, rng);
@@ -387,7 +435,7 @@ std::unique_ptr<RunPlan> build_run(const YAML::Node& document, const std::string
   parts.uplink = make_compressor(uplink, plan->model->tensors());
   parts.uplink_operator =
       compressor_registry().create(uplink.get<std::string>("kind", "none"), uplink.path("kind"), uplink, plan->model->tensors());
-  parts.downlink = make_compressor(downlink, plan->model->tensors());
+  if (downlink) parts.downlink = make_compressor(*downlink, plan->model->tensors());
   Rng init_rng(plan->seed, kNoNode, Purpose::kModelInit);
   parts.initial_model = plan->model->init(init_rng);
   plan->nodes = std::move(*protocol_registry().create(protocol_kind, protocol.path("kind"), protocol, parts));

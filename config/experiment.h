@@ -13,8 +13,12 @@
 
 namespace starling {
 
-// Reads a YAML file and applies "key.path=value" overrides. Throws ConfigError naming the file.
-YAML::Node load_config(const std::string& path, const std::vector<std::string>& overrides);
+// Reads a YAML file (a key twice in one mapping is an error), applies "key.path=value" overrides
+// and then removes the `unsets` key paths (config/sections.h: apply_overrides, which drops the
+// keys of a kind an override switches away from; `notes`, if given, gets a line per drop).
+// Throws ConfigError naming the file or key.
+YAML::Node load_config(const std::string& path, const std::vector<std::string>& overrides,
+                       const std::vector<std::string>& unsets = {}, std::vector<std::string>* notes = nullptr);
 
 // Removes the `sweep:` section from `document` and returns it (undefined if there is none).
 YAML::Node take_sweep(YAML::Node& document);
@@ -58,6 +62,7 @@ struct RunPlan {
   DeployParams deploy;
   std::vector<NodeId> server_nodes;  // the server role (node 0 of server-based protocols), else empty
   bool round_deadline = false;       // protocol.deadline > 0: rounds close without lost nodes
+  std::string no_deploy;             // why the protocol runs in the simulator only (empty: deployable)
   std::unique_ptr<DataBundle> data;
   std::unique_ptr<Model> model;
   std::unique_ptr<LearningTask> task;

@@ -104,6 +104,84 @@ std::string Section::get_choice(const std::string& key, const std::string& defau
   return v;
 }
 
+const ParamSpec& Section::declared(const std::string& key, ParamType type) const {
+  for (const PluginSpec* spec : specs_)
+    if (const ParamSpec* p = spec->find(key)) {
+      const bool compatible = p->type == type || (type == ParamType::kString && p->type == ParamType::kChoice);
+      if (!compatible) throw std::logic_error(path(key) + " is read as another type than its spec declares");
+      return *p;
+    }
+  std::string specs;
+  for (const PluginSpec* spec : specs_) specs += (specs.empty() ? "" : ", ") + spec->name();
+  throw std::logic_error(path(key) + " is read but not declared in the spec" + (specs.empty() ? "" : " of " + specs));
+}
+
+double Section::number(const std::string& key) {
+  const ParamSpec& p = declared(key, ParamType::kNumber);
+  if (!p.default_value) return require_number(key, p);
+  return get_double(key, std::get<double>(*p.default_value), p.range.min, p.range.max, p.range.min_exclusive);
+}
+
+double Section::number(const std::string& key, double computed_default) {
+  const ParamSpec& p = declared(key, ParamType::kNumber);
+  if (p.default_doc.empty()) throw std::logic_error(path(key) + ": a computed default the spec does not document");
+  return get_double(key, computed_default, p.range.min, p.range.max, p.range.min_exclusive);
+}
+
+double Section::require_number(const std::string& key, const ParamSpec& p) {
+  if (!has(key)) fail(key, "is required");
+  return get_double(key, 0.0, p.range.min, p.range.max, p.range.min_exclusive);
+}
+
+std::int64_t Section::integer_impl(const std::string& key, const std::int64_t* computed_default) {
+  const ParamSpec& p = declared(key, ParamType::kInt);
+  if (computed_default && p.default_doc.empty()) throw std::logic_error(path(key) + ": a computed default the spec does not document");
+  if (!p.default_value && !has(key)) fail(key, "is required");
+  const auto lo = std::isfinite(p.range.min) ? static_cast<std::int64_t>(p.range.min) + (p.range.min_exclusive ? 1 : 0)
+                                             : std::numeric_limits<std::int64_t>::min();
+  const auto hi = std::isfinite(p.range.max) ? static_cast<std::int64_t>(p.range.max) : std::numeric_limits<std::int64_t>::max();
+  const std::int64_t fallback = computed_default ? *computed_default : p.default_value ? std::get<std::int64_t>(*p.default_value) : 0;
+  return get_int(key, fallback, lo, hi);
+}
+
+bool Section::flag(const std::string& key) {
+  const ParamSpec& p = declared(key, ParamType::kBool);
+  return p.default_value ? get<bool>(key, std::get<bool>(*p.default_value)) : require<bool>(key);
+}
+
+std::string Section::text(const std::string& key) {
+  const ParamSpec& p = declared(key, ParamType::kString);
+  if (!p.default_value) {
+    if (p.type == ParamType::kChoice) {
+      if (!has(key)) fail(key, "is required");
+      return get_choice(key, "", p.choices);
+    }
+    return require<std::string>(key);
+  }
+  const auto& def = std::get<std::string>(*p.default_value);
+  return p.type == ParamType::kChoice ? get_choice(key, def, p.choices) : get<std::string>(key, def);
+}
+
+std::vector<int> Section::int_list(const std::string& key) {
+  const ParamSpec& p = declared(key, ParamType::kIntList);
+  return p.default_value ? get<std::vector<int>>(key, std::get<std::vector<int>>(*p.default_value)) : require<std::vector<int>>(key);
+}
+
+std::vector<double> Section::number_list(const std::string& key) {
+  const ParamSpec& p = declared(key, ParamType::kNumberList);
+  return p.default_value ? get<std::vector<double>>(key, std::get<std::vector<double>>(*p.default_value))
+                         : require<std::vector<double>>(key);
+}
+
+void Section::note_kinds(const std::string& selector, const std::string& chosen, const std::vector<const PluginSpec*>& kinds) {
+  Shared::Kinds& k = shared_->kinds[prefix_];
+  k.selector_path = path(selector);
+  k.chosen = chosen;
+  k.kinds_of_key.clear();
+  for (const PluginSpec* spec : kinds)
+    for (const ParamSpec& p : spec->params()) k.kinds_of_key[p.name].push_back(spec->name());
+}
+
 YAML::Node Section::raw(const std::string& key) {
   shared_->used.insert(path(key));
   shared_->opaque.insert(path(key));
@@ -117,7 +195,10 @@ Section Section::child(const std::string& key) {
   if (in.IsDefined() && !in.IsNull() && !in.IsMap()) fail(key, "must be a mapping of keys to values, got \"" + describe(in) + "\"");
   shared_->used.insert(path(key));
   if (!out_[key].IsMap()) out_[key] = YAML::Node(YAML::NodeType::Map);
-  return Section(shared_, path(key), in, out_[key]);
+  Section child(shared_, path(key), in, out_[key]);
+  for (const PluginSpec* spec : specs_)
+    if (const PluginSpec* nested = spec->find_section(key)) child.bind(*nested);
+  return child;
 }
 
 void Section::reject_unknown_keys() const {
@@ -129,6 +210,13 @@ void Section::reject_unknown_keys() const {
       const std::string key = kv.first.as<std::string>();
       const std::string full = prefix.empty() ? key : prefix + "." + key;
       if (!used.count(full)) {
+        if (auto it = shared_->kinds.find(prefix); it != shared_->kinds.end())
+          if (auto k = it->second.kinds_of_key.find(key); k != it->second.kinds_of_key.end()) {
+            std::string owners;
+            for (const auto& o : k->second) owners += (owners.empty() ? "" : ", ") + o;
+            throw ConfigError(full, "is a key of " + owners + "; " + it->second.selector_path + " is " + it->second.chosen +
+                                        " (remove the key, or choose one of those)");
+          }
         std::string best;
         std::size_t best_d = 3;  // suggest only close matches
         const std::string parent = prefix.empty() ? "" : prefix + ".";
@@ -137,7 +225,7 @@ void Section::reject_unknown_keys() const {
           const std::size_t d = edit_distance(key, u.substr(parent.size()));
           if (d < best_d) best_d = d, best = u;
         }
-        throw ConfigError(full, "unknown key" + (best.empty() ? std::string("; check the spelling against README's config reference")
+        throw ConfigError(full, "unknown key" + (best.empty() ? std::string("; check the spelling against docs/config.md")
                                                              : "; did you mean " + best + "?"));
       }
       if (!shared_->opaque.count(full)) walk(kv.second, full);

@@ -7,8 +7,10 @@
 #pragma once
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/spec.h"
 
 namespace starling {
 
@@ -51,6 +54,33 @@ class Section {
   std::string get_choice(const std::string& key, const std::string& default_value,
                          const std::vector<std::string>& allowed);
 
+  // Spec-driven reads. A plugin's factory gets its section bound to its PluginSpec (and the
+  // kind's common keys); these take the default, range and choices from the declaration, so the
+  // docs and the checks cannot drift apart. Reading an undeclared key is a std::logic_error: a
+  // plugin bug that the registry conformance suites catch.
+  void bind(const PluginSpec& spec) {
+    if (std::find(specs_.begin(), specs_.end(), &spec) == specs_.end()) specs_.push_back(&spec);
+  }
+  double number(const std::string& key);
+  double number(const std::string& key, double computed_default);  // spec declares computed_default()
+  template <typename I = std::int64_t>
+  I integer(const std::string& key) {
+    return static_cast<I>(integer_impl(key, nullptr));
+  }
+  template <typename I = std::int64_t>
+  I integer(const std::string& key, std::int64_t computed_default) {
+    return static_cast<I>(integer_impl(key, &computed_default));
+  }
+  bool flag(const std::string& key);
+  std::string text(const std::string& key);  // a string or a choice; required when declared without default
+  std::vector<int> int_list(const std::string& key);
+  std::vector<double> number_list(const std::string& key);
+
+  // Records that this section's `selector` key chose `chosen` among `kinds`, so that an unread key
+  // of another kind is reported as such ("compressor.ratio is a key of topk, randk; compressor.kind
+  // is none") rather than as a typo.
+  void note_kinds(const std::string& selector, const std::string& chosen, const std::vector<const PluginSpec*>& kinds);
+
   // The raw YAML of `key` (undefined if absent), marked as read; for callers that walk it
   // themselves (e.g. a sweep grid whose keys are key paths).
   YAML::Node raw(const std::string& key);
@@ -77,7 +107,15 @@ class Section {
     YAML::Node output;
     std::set<std::string> used;
     std::set<std::string> opaque;  // read whole by raw(): their inner keys are the caller's business
+    struct Kinds {
+      std::string selector_path, chosen;
+      std::map<std::string, std::vector<std::string>> kinds_of_key;
+    };
+    std::map<std::string, Kinds> kinds;  // by section path
   };
+  const ParamSpec& declared(const std::string& key, ParamType type) const;
+  std::int64_t integer_impl(const std::string& key, const std::int64_t* computed_default);
+  double require_number(const std::string& key, const ParamSpec& p);
   Section(std::shared_ptr<Shared> shared, std::string prefix, YAML::Node in, YAML::Node out);
 
   YAML::Node input(const std::string& key) const;
@@ -116,6 +154,7 @@ class Section {
   std::string prefix_;
   YAML::Node in_;
   YAML::Node out_;
+  std::vector<const PluginSpec*> specs_;
 };
 
 }  // namespace starling

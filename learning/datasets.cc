@@ -118,20 +118,25 @@ DataBundle make_synthetic(const SyntheticParams& p, int clients, std::uint64_t s
 DatasetRegistry& dataset_registry() {
   static DatasetRegistry registry = [] {
     DatasetRegistry r("dataset");
-    r.add("fashion_mnist", "Fashion-MNIST (60k/10k 28x28 images, 10 classes) from IDX files",
-          [](Section& data, std::uint64_t, int) {
-            const auto dir = data.get<std::string>("path", "/usr/share/datasets/fashion-mnist");
-            return std::make_unique<DataBundle>(load_fashion_mnist(dir));
-          });
-    r.add("synthetic", "LEAF Synthetic(alpha, beta): per-client softmax models, natural partition",
+    r.add(PluginSpec("fashion_mnist", "Fashion-MNIST (60k/10k 28x28 images, 10 classes) from IDX files")
+              .text("path", "/usr/share/datasets/fashion-mnist", "folder of the four IDX files (gzipped or not)"),
+          [](Section& data, std::uint64_t, int) { return std::make_unique<DataBundle>(load_fashion_mnist(data.text("path"))); });
+    const SyntheticParams d;
+    r.add(PluginSpec("synthetic", "LEAF Synthetic(alpha, beta): per-client softmax models, natural partition")
+              .number("alpha", d.alpha, Range::at_least(0), "spread of the per-client models")
+              .number("beta", d.beta, Range::at_least(0), "spread of the per-client feature means")
+              .integer("dimension", d.dimension, Range::between(1, 100000), "features")
+              .integer("classes", d.classes, Range::between(2, 100000), "classes")
+              .integer("max_samples", d.max_samples, Range::at_least(2), "cap on LEAF's lognormal(4, 2) + 50 samples per client")
+              .number("test_fraction", d.test_fraction, Range::above_until(0, 0.9), "of each client's samples, held out for the test set"),
           [](Section& data, std::uint64_t seed, int clients) {
             SyntheticParams p;
-            p.alpha = data.get_double("alpha", p.alpha, 0.0);
-            p.beta = data.get_double("beta", p.beta, 0.0);
-            p.dimension = static_cast<int>(data.get_int("dimension", p.dimension, 1, 100000));
-            p.classes = static_cast<int>(data.get_int("classes", p.classes, 2, 100000));
-            p.max_samples = static_cast<int>(data.get_int("max_samples", p.max_samples, 2));
-            p.test_fraction = data.get_double("test_fraction", p.test_fraction, 0.0, 0.9, true);
+            p.alpha = data.number("alpha");
+            p.beta = data.number("beta");
+            p.dimension = data.integer<int>("dimension");
+            p.classes = data.integer<int>("classes");
+            p.max_samples = data.integer<int>("max_samples");
+            p.test_fraction = data.number("test_fraction");
             return std::make_unique<DataBundle>(make_synthetic(p, clients, seed));
           });
     return r;

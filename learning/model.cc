@@ -113,8 +113,10 @@ ModelRegistry& model_registry() {
     ModelRegistry r("model");
     r.add("logreg", "multinomial logistic regression (softmax over a linear layer)",
           [](Section&, int inputs, int classes) { return std::make_unique<Mlp>(inputs, std::vector<int>{}, classes); });
-    r.add("mlp", "fully connected ReLU network with the given hidden sizes", [](Section& s, int inputs, int classes) {
-      auto hidden = s.get<std::vector<int>>("hidden", {200, 200});
+    r.add(PluginSpec("mlp", "fully connected ReLU network with the given hidden sizes")
+              .int_list("hidden", {200, 200}, "hidden layer sizes (the FedAvg paper's 2NN: [200, 200])"),
+          [](Section& s, int inputs, int classes) {
+      auto hidden = s.int_list("hidden");
       for (int h : hidden)
         if (h <= 0) s.fail("hidden", "every hidden size must be a positive integer");
       return std::make_unique<Mlp>(inputs, hidden, classes);

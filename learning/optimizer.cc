@@ -16,10 +16,14 @@ void Sgd::step(Vector& params, Vector& grad) {
 OptimizerRegistry& optimizer_registry() {
   static OptimizerRegistry registry = [] {
     OptimizerRegistry r("optimizer");
-    r.add("sgd", "minibatch SGD with optional momentum and weight decay", [](Section& s) {
-      const double lr = s.get_double("lr", 0.05, 0.0, 1e6, true);
-      const double momentum = s.get_double("momentum", 0.0, 0.0, 1.0);
-      const double wd = s.get_double("weight_decay", 0.0, 0.0);
+    r.add(PluginSpec("sgd", "minibatch SGD with optional momentum and weight decay")
+              .number("lr", 0.05, Range::above_until(0, 1e6), "local learning rate")
+              .number("momentum", 0.0, Range::between(0, 1), "heavy-ball momentum (reset for each local job)")
+              .number("weight_decay", 0.0, Range::at_least(0), "L2 coefficient added to the gradient"),
+          [](Section& s) {
+      const double lr = s.number("lr");
+      const double momentum = s.number("momentum");
+      const double wd = s.number("weight_decay");
       return std::make_unique<Sgd>(lr, momentum, wd);
     });
     return r;

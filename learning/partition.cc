@@ -135,14 +135,17 @@ PartitionerRegistry& partitioner_registry() {
   static PartitionerRegistry registry = [] {
     PartitionerRegistry r("partitioner");
     r.add("iid", "uniformly random, equal sizes", [](Section&) { return std::make_unique<IidPartitioner>(); });
-    r.add("dirichlet", "per-class Dirichlet(alpha) label skew", [](Section& s) {
-      const double alpha = s.get_double("alpha", 0.5, 0.0, 1e6, true);
-      const int min_size = static_cast<int>(s.get_int("min_size", 10, 0));
-      return std::make_unique<DirichletPartitioner>(alpha, min_size);
-    });
-    r.add("shards", "sort by label, deal out shards_per_client shards each", [](Section& s) {
-      return std::make_unique<ShardsPartitioner>(static_cast<int>(s.get_int("shards_per_client", 2, 1, 1 << 20)));
-    });
+    r.add(PluginSpec("dirichlet", "per-class Dirichlet(alpha) label skew")
+              .number("alpha", 0.5, Range::above_until(0, 1e6), "concentration: small is skewed, large is near iid")
+              .integer("min_size", 10, Range::at_least(0), "redraw until every client has at least this many samples"),
+          [](Section& s) {
+            const double alpha = s.number("alpha");
+            const int min_size = s.integer<int>("min_size");
+            return std::make_unique<DirichletPartitioner>(alpha, min_size);
+          });
+    r.add(PluginSpec("shards", "sort by label, deal out shards_per_client shards each")
+              .integer("shards_per_client", 2, Range::between(1, 1 << 20), "label-sorted shards per client"),
+          [](Section& s) { return std::make_unique<ShardsPartitioner>(s.integer<int>("shards_per_client")); });
     return r;
   }();
   return registry;

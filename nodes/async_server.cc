@@ -331,19 +331,22 @@ AsyncSettings read_common(Section& protocol, ProtocolParts& parts, Mode mode) {
   const int clients = static_cast<int>(parts.task->partition.size());
   AsyncSettings s;
   s.mode = mode;
-  s.concurrency = static_cast<int>(protocol.get_int("concurrency", std::min(10, clients), 1, clients));
-  s.timeout = from_seconds(protocol.get_double("deadline", 0.0, 0.0));
+  s.concurrency = protocol.integer<int>("concurrency", std::min(10, clients));
+  if (s.concurrency > clients)
+    protocol.fail("concurrency", std::to_string(s.concurrency) + " is out of range; must be <= " + std::to_string(clients) +
+                                     " (the clients)");
+  s.timeout = from_seconds(protocol.number("deadline"));
   if (parts.lossy && s.timeout == 0)
     protocol.fail("deadline", "clients that go offline or drop out never answer; give each trip a deadline in virtual "
                               "seconds after which the client is given up (e.g. protocol.deadline: 60)");
-  if (parts.availability) s.poll = from_seconds(protocol.get_double("poll_s", 1.0, 0.0, 1e9, true));
+  if (parts.availability) s.poll = from_seconds(protocol.number("poll_s"));
   return s;
 }
 
 void read_staleness(Section& protocol, AsyncSettings& s) {
-  const auto kind = protocol.get_choice("staleness", "sqrt", {"none", "sqrt", "poly"});
+  const auto kind = protocol.text("staleness");
   s.staleness.kind = kind == "none" ? Staleness::Kind::kNone : kind == "sqrt" ? Staleness::Kind::kSqrt : Staleness::Kind::kPoly;
-  if (s.staleness.kind == Staleness::Kind::kPoly) s.staleness.exponent = protocol.get_double("staleness_exponent", 0.5, 0.0);
+  if (s.staleness.kind == Staleness::Kind::kPoly) s.staleness.exponent = protocol.number("staleness_exponent");
 }
 
 NodeSet assemble(const std::string& name, ProtocolParts& parts, const LocalWork& work, const AsyncSettings& s) {
@@ -352,40 +355,90 @@ NodeSet assemble(const std::string& name, ProtocolParts& parts, const LocalWork&
   return set;
 }
 
-LocalWork fixed_work(Section& protocol) { return LocalWork{.steps = protocol.get_int("local_steps", 0, 0)}; }
+LocalWork fixed_work(Section& protocol) { return LocalWork{.steps = protocol.integer("local_steps")}; }
 
 }  // namespace
 
 NodeSet make_fedbuff(Section& protocol, ProtocolParts& parts) {
   AsyncSettings s = read_common(protocol, parts, Mode::kFedBuff);
-  s.buffer = static_cast<int>(protocol.get_int("buffer", 10, 1, 1 << 30));
+  s.buffer = protocol.integer<int>("buffer");
   read_staleness(protocol, s);
   return assemble("fedbuff", parts, fixed_work(protocol), s);
 }
 
 NodeSet make_fedasync(Section& protocol, ProtocolParts& parts) {
   AsyncSettings s = read_common(protocol, parts, Mode::kFedAsync);
-  s.alpha = protocol.get_double("alpha", 0.6, 0.0, 1.0, true);
+  s.alpha = protocol.number("alpha");
   read_staleness(protocol, s);
   return assemble("fedasync", parts, fixed_work(protocol), s);
 }
 
 NodeSet make_fedfix(Section& protocol, ProtocolParts& parts) {
   AsyncSettings s = read_common(protocol, parts, Mode::kFedFix);
-  s.period = from_seconds(protocol.get_double("period_s", 5.0, 0.0, 1e9, true));
+  s.period = from_seconds(protocol.number("period_s"));
   if (s.period <= 0) protocol.fail("period_s", "must be at least one nanosecond");
   return assemble("fedfix", parts, fixed_work(protocol), s);
 }
 
 NodeSet make_afa(Section& protocol, ProtocolParts& parts) {
-  const bool cs = protocol.get_choice("variant", "cd", {"cd", "cs"}) == "cs";
+  const bool cs = protocol.text("variant") == "cs";
   AsyncSettings s = read_common(protocol, parts, cs ? Mode::kAfaCs : Mode::kAfaCd);
-  s.buffer = static_cast<int>(protocol.get_int("buffer", 10, 1, 1 << 30));
-  s.server_lr = protocol.get_double("server_lr", 1.0, 0.0, 1e9, true);
-  LocalWork work{.steps = protocol.get_int("min_steps", 1, 1), .per_step = true};
-  work.max_steps = protocol.get_int("max_steps", std::max<std::int64_t>(10, work.steps), 1);
+  s.buffer = protocol.integer<int>("buffer");
+  s.server_lr = protocol.number("server_lr");
+  LocalWork work{.steps = protocol.integer("min_steps"), .per_step = true};
+  work.max_steps = protocol.integer("max_steps", std::max<std::int64_t>(10, work.steps));
   if (work.max_steps < work.steps) protocol.fail("max_steps", "must be at least protocol.min_steps");
   return assemble("afa", parts, work, s);
+}
+
+namespace {
+
+PluginSpec async_spec(std::string name, std::string description) {
+  return PluginSpec(std::move(name), std::move(description))
+      .integer("concurrency", 10, Range::at_least(1), "clients training at any time")
+      .computed_default("min(10, clients)")
+      .number("deadline", 0.0, Range::at_least(0), "a trip unanswered this long is given up (0: never; needed with "
+                                                   "availability or dropout)", "s")
+      .number("poll_s", 1.0, Range::above_until(0, 1e9), "with availability: how often idle slots look for online clients", "s");
+}
+PluginSpec& with_staleness(PluginSpec& spec) {
+  return spec.choice("staleness", "sqrt", {"none", "sqrt", "poly"}, "weight of an update s versions old: 1, 1/sqrt(1+s), (1+s)^-a")
+      .number("staleness_exponent", 0.5, Range::at_least(0), "a of staleness: poly");
+}
+PluginSpec& with_local_steps(PluginSpec& spec) {
+  return spec.integer("local_steps", 0, Range::at_least(0), "minibatches per trip; 0: train.local_epochs epochs");
+}
+
+}  // namespace
+
+void register_async_protocols(ProtocolRegistry& r) {
+  const ProtocolTraits traits{.server_based = true,
+                              .default_topology = "star",
+                              .sections = {"aggregator", "server_optimizer", "topology", "compressor", "downlink_compressor"},
+                              .attacks = true,
+                              .participation = true,
+                              .prox = true};
+  PluginSpec fedbuff = async_spec("fedbuff", "asynchronous FedBuff: C clients busy, apply the staleness-weighted buffer of every K updates");
+  fedbuff.integer("buffer", 10, Range::between(1, 1 << 30), "updates K per server step");
+  r.add(with_local_steps(with_staleness(fedbuff)).with_traits(traits),
+        [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedbuff(s, parts)); });
+  PluginSpec fedasync = async_spec("fedasync", "asynchronous FedAsync: mix each arriving client model in at once, x <- (1-a)x + a x_i");
+  fedasync.number("alpha", 0.6, Range::above_until(0, 1), "mixing weight a of an arriving model (times its staleness weight)");
+  r.add(with_local_steps(with_staleness(fedasync)).with_traits(traits),
+        [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedasync(s, parts)); });
+  PluginSpec fedfix = async_spec("fedfix", "asynchronous FedFix: every period_s, apply the updates finished since the last tick");
+  fedfix.number("period_s", 5.0, Range::above_until(0, 1e9), "server tick", "s");
+  r.add(with_local_steps(fedfix).with_traits(traits),
+        [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedfix(s, parts)); });
+  r.add(async_spec("afa", "anarchic FL (AFA-CD/CS): clients pick their local steps, the server steps with mean gradients")
+            .choice("variant", "cd", {"cd", "cs"}, "cd: a server step every buffer updates; cs: each update at once")
+            .integer("buffer", 10, Range::between(1, 1 << 30), "updates per server step (variant cd)")
+            .number("server_lr", 1.0, Range::above_until(0, 1e9), "server step size on the mean gradient")
+            .integer("min_steps", 1, Range::at_least(1), "fewest local steps a client picks")
+            .integer("max_steps", 10, Range::at_least(1), "most local steps a client picks")
+            .computed_default("max(10, min_steps)")
+            .with_traits(traits),
+        [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_afa(s, parts)); });
 }
 
 }  // namespace starling

@@ -9,10 +9,6 @@ namespace starling {
 
 namespace {
 
-const std::vector<std::pair<std::string, AttackKind>> kKinds = {
-    {"none", AttackKind::kNone},   {"sign_flip", AttackKind::kSignFlip},   {"gaussian", AttackKind::kGaussian},
-    {"scaled", AttackKind::kScaled}, {"label_flip", AttackKind::kLabelFlip}, {"alie", AttackKind::kAlie},
-    {"ipm", AttackKind::kIpm}};
 
 // Per-coordinate mean of `vs` (in double, in the given order).
 Eigen::VectorXd mean_of(std::span<const Vector* const> vs) {
@@ -24,24 +20,66 @@ Eigen::VectorXd mean_of(std::span<const Vector* const> vs) {
 
 }  // namespace
 
-AttackParams read_attack(Section s) {
-  std::vector<std::string> names;
-  for (const auto& [name, kind] : kKinds) names.push_back(name);
-  AttackParams p;
-  const auto kind = s.get_choice("kind", "none", names);
-  p.kind = std::find_if(kKinds.begin(), kKinds.end(), [&](const auto& k) { return k.first == kind; })->second;
+const PluginSpec& attack_common_spec() {
   // Read (and checked) for kind none too, so that a sweep can set it once and vary the kind.
+  static const PluginSpec spec = PluginSpec("attack", "keys of the attack section, whatever its kind")
+                                     .number("fraction", 0.2, Range::between(0, 0.5), "fraction of the clients that are Byzantine (< 0.5)");
+  return spec;
+}
+
+AttackRegistry& attack_registry() {
+  static AttackRegistry registry = [] {
+    AttackRegistry r("attack");
+    const auto params = [](AttackKind kind) { return std::make_unique<AttackParams>(AttackParams{.kind = kind}); };
+    r.add("none", "every client is honest", [=](Section&) { return params(AttackKind::kNone); });
+    r.add(PluginSpec("sign_flip", "Byzantine clients send -scale times their honest update")
+              .number("scale", 1.0, Range::at_least(0), "multiplier of the flipped update"),
+          [=](Section& s) {
+            auto p = params(AttackKind::kSignFlip);
+            p->scale = s.number("scale");
+            return p;
+          });
+    r.add(PluginSpec("scaled", "Byzantine clients send scale times their honest update (model replacement)")
+              .number("scale", 10.0, Range::at_least(0), "multiplier of the update"),
+          [=](Section& s) {
+            auto p = params(AttackKind::kScaled);
+            p->scale = s.number("scale");
+            return p;
+          });
+    r.add(PluginSpec("gaussian", "Byzantine clients send N(0, std^2) noise").number("std", 1.0, Range::at_least(0), "noise standard deviation"),
+          [=](Section& s) {
+            auto p = params(AttackKind::kGaussian);
+            p->std = s.number("std");
+            return p;
+          });
+    r.add("label_flip", "Byzantine clients train honestly on labels c -> classes - 1 - c",
+          [=](Section&) { return params(AttackKind::kLabelFlip); });
+    r.add(PluginSpec("alie", "A Little Is Enough: the honest mean minus z honest standard deviations, coordinate-wise")
+              .number("z", 0.0, Range::at_least(0), "deviations; 0: the paper's z_max from n and f"),
+          [=](Section& s) {
+            auto p = params(AttackKind::kAlie);
+            p->z = s.number("z");
+            return p;
+          });
+    r.add(PluginSpec("ipm", "inner-product manipulation: -epsilon times the honest mean")
+              .number("epsilon", 0.1, Range::at_least(0), "scale of the negated honest mean"),
+          [=](Section& s) {
+            auto p = params(AttackKind::kIpm);
+            p->epsilon = s.number("epsilon");
+            return p;
+          });
+    return r;
+  }();
+  return registry;
+}
+
+AttackParams read_attack(Section s) {
+  s.bind(attack_common_spec());
+  const auto kind = s.get<std::string>("kind", "none");
+  AttackParams p = *attack_registry().create(kind, s.path("kind"), s);
   // Below half: with a Byzantine majority no rule can tell who is honest.
-  p.fraction = s.get_double("fraction", 0.2, 0.0, 0.5);
+  p.fraction = s.number("fraction");
   if (p.fraction >= 0.5) s.fail("fraction", Section::shortest(p.fraction) + " is out of range; must be in [0, 0.5)");
-  switch (p.kind) {
-    case AttackKind::kSignFlip: p.scale = s.get_double("scale", 1.0, 0.0); break;
-    case AttackKind::kScaled: p.scale = s.get_double("scale", 10.0, 0.0); break;
-    case AttackKind::kGaussian: p.std = s.get_double("std", 1.0, 0.0); break;
-    case AttackKind::kAlie: p.z = s.get_double("z", 0.0, 0.0); break;
-    case AttackKind::kIpm: p.epsilon = s.get_double("epsilon", 0.1, 0.0); break;
-    default: break;
-  }
   return p;
 }
 

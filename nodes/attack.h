@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/registry.h"
 #include "core/section.h"
 #include "core/types.h"
 #include "learning/dataset.h"
@@ -30,6 +31,12 @@ struct AttackParams {
   double z = 0.0;         // alie; 0 = Baruch et al.'s z_max for the round's n and f
   double epsilon = 0.1;   // ipm
 };
+
+// Attack kinds by name: each factory reads its section into the parameters of its kind.
+using AttackRegistry = Registry<AttackParams, Section&>;
+AttackRegistry& attack_registry();
+// The keys of the attack section whatever its kind: fraction.
+const PluginSpec& attack_common_spec();
 
 // Reads the `attack` section (kind none by default); bad values are ConfigErrors naming the key.
 AttackParams read_attack(Section s);

@@ -135,17 +135,21 @@ class GraphSchedule {
 
 MergeSchedule read_merge(Section merge, int nodes) {
   MergeSchedule m;
-  const auto kind = merge.get_choice("schedule", "fixed", {"fixed", "truncate", "window", "linear", "cosine"});
+  const auto kind = merge.text("schedule");
   m.kind = kind == "fixed"      ? MergeSchedule::Kind::kFixed
            : kind == "truncate" ? MergeSchedule::Kind::kTruncate
            : kind == "window"   ? MergeSchedule::Kind::kWindow
            : kind == "linear"   ? MergeSchedule::Kind::kLinear
                                 : MergeSchedule::Kind::kCosine;
   // Every parameter is read for every schedule, so a sweep over `schedule` can share them.
-  m.r_start = merge.get_double("r_start", 0.2, 0.0, nodes - 1.0);
-  m.r_end = merge.get_double("r_end", nodes - 1.0, 0.0, nodes - 1.0);
-  m.point = merge.get_double("point", 0.99, 0.0, 1.0);
-  m.window = merge.get_double("window", 0.05, 0.0, 1.0, true);
+  const auto at_most_others = [&](const char* key, double v) {
+    if (v > nodes - 1.0) merge.fail(key, Section::shortest(v) + " is out of range; must be <= " + std::to_string(nodes - 1) + " (nodes - 1)");
+    return v;
+  };
+  m.r_start = at_most_others("r_start", merge.number("r_start"));
+  m.r_end = at_most_others("r_end", merge.number("r_end", nodes - 1.0));
+  m.point = merge.number("point");
+  m.window = merge.number("window");
   return m;
 }
 
@@ -194,13 +198,10 @@ class DampedMomentum final : public Optimizer {
 void read_compression(Section& protocol, Section& compressor, DpsgdSettings& settings) {
   const auto kind = compressor.get<std::string>("kind", "none");
   settings.choco = kind != "none";
-  if (compressor.get<std::string>("feedback", "none") != "none")
-    compressor.fail("feedback", "dpsgd compresses gossip the CHOCO way, whose public model copies already carry what "
-                                "compression left out; use feedback: none");
   if (settings.choco && !protocol.has("consensus_lr"))
     protocol.fail("consensus_lr", "is required with compressor.kind " + kind +
                                       ": the CHOCO consensus step size gamma in (0, 1], smaller for coarser codecs");
-  settings.consensus_lr = protocol.get_double("consensus_lr", 1.0, 0.0, 1.0, true);
+  settings.consensus_lr = protocol.number("consensus_lr");
 }
 
 class DpsgdNode final : public Node {
@@ -408,18 +409,17 @@ class DpsgdNode final : public Node {
 
 void read_robustness(Section& protocol, const ProtocolParts& parts, DpsgdSettings& settings) {
   using Aggregation = DpsgdSettings::Aggregation;
-  const auto kind = protocol.get_choice("aggregation", "mix", {"mix", "robust", "nna"});
+  const auto kind = protocol.text("aggregation");
   settings.aggregation = kind == "mix" ? Aggregation::kMix : kind == "robust" ? Aggregation::kRobust : Aggregation::kNna;
-  if (settings.aggregation == Aggregation::kNna) settings.f = static_cast<int>(protocol.get_int("f", 0, 0));
-  settings.wait_for_all = protocol.get_choice("wait_for", "all", {"all", "n_minus_f"}) == "all";
+  if (settings.aggregation == Aggregation::kNna) settings.f = protocol.integer<int>("f");
+  settings.wait_for_all = protocol.text("wait_for") == "all";
   if (!settings.wait_for_all && settings.aggregation != Aggregation::kNna)
     protocol.fail("wait_for", "n_minus_f is MoNNA's mode (card 6.1): it needs aggregation: nna, whose f it leaves out");
-  settings.momentum = protocol.get_double("momentum", 0.0, 0.0, 1.0);
+  settings.momentum = protocol.number("momentum");
   if (settings.momentum >= 1.0) protocol.fail("momentum", "must be in [0, 1): with 1 the gradient never enters");
-  Section& aggregator = *parts.aggregator_section;
   // (`mean`, the default, is what a resolved config states: it is W mixing.)
-  if (settings.aggregation != Aggregation::kRobust && aggregator.get<std::string>("kind", "mean") != "mean")
-    throw ConfigError(aggregator.path("kind"), "dpsgd uses the aggregator only with protocol.aggregation: robust");
+  if (settings.aggregation != Aggregation::kRobust && !parts.aggregator->is_weighted_mean())
+    throw ConfigError("aggregator.kind", "dpsgd uses the aggregator only with protocol.aggregation: robust");
   // CHOCO nodes hold public copies that every message shifts for good: a robust rule would judge
   // stale, compressed copies, and one corrupted message would poison a copy forever.
   if (settings.choco && settings.aggregation != Aggregation::kMix)
@@ -436,11 +436,11 @@ void read_robustness(Section& protocol, const ProtocolParts& parts, DpsgdSetting
 NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts) {
   DpsgdSettings settings;
   settings.rounds = parts.rounds;
-  settings.gossip_steps = static_cast<int>(protocol.get_int("gossip_steps", 1, 0, 1000));
-  settings.communicate_every = static_cast<int>(protocol.get_int("communicate_every", 1, 1));
-  settings.local_steps = protocol.get_int("local_steps", 0, 0);
-  settings.variance_correction = protocol.get<bool>("variance_correction", false);
-  const bool independent_init = protocol.get<bool>("independent_init", false);
+  settings.gossip_steps = protocol.integer<int>("gossip_steps");
+  settings.communicate_every = protocol.integer<int>("communicate_every");
+  settings.local_steps = protocol.integer("local_steps");
+  settings.variance_correction = protocol.flag("variance_correction");
+  const bool independent_init = protocol.flag("independent_init");
   const int n = static_cast<int>(parts.task->partition.size());
   std::optional<MergeSchedule> merge;
   if (protocol.has("merge")) merge = read_merge(protocol.child("merge"), n);
@@ -474,8 +474,7 @@ NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts) {
   // One aggregator per node, from the same section (centered_clip remembers its last output).
   const auto aggregator = [&]() -> std::unique_ptr<Aggregator> {
     if (settings.aggregation != DpsgdSettings::Aggregation::kRobust) return nullptr;
-    Section& s = *parts.aggregator_section;
-    return aggregator_registry().create(s.get<std::string>("kind", "mean"), s.path("kind"), s);
+    return parts.new_aggregator();
   };
   NodeSet set;
   set.probe = observer;
@@ -492,6 +491,32 @@ NodeSet make_dpsgd(Section& protocol, ProtocolParts& parts) {
                                                     aggregator(), parts.attack));
   }
   return set;
+}
+
+void register_dpsgd(ProtocolRegistry& r) {
+  r.add(PluginSpec("dpsgd", "decentralized SGD: local training, then Q gossip steps with the mixing matrix W")
+            .integer("gossip_steps", 1, Range::between(0, 1000), "mixing steps Q per round (0: local training only)")
+            .integer("communicate_every", 1, Range::at_least(1), "gossip every this many rounds", "rounds")
+            .integer("local_steps", 0, Range::at_least(0), "minibatches per round; 0: train.local_epochs epochs")
+            .flag("variance_correction", false, "rescale mixed models to keep their variance (card 9.6)")
+            .flag("independent_init", false, "each node draws its own initial model")
+            .number("consensus_lr", 1.0, Range::above_until(0, 1), "CHOCO consensus step gamma (required with a compressor)")
+            .choice("aggregation", "mix", {"mix", "robust", "nna"}, "W mixing; the aggregator over the neighbours' models; or NNA")
+            .integer("f", 0, Range::at_least(0), "Byzantine neighbours NNA tolerates (aggregation: nna)")
+            .choice("wait_for", "all", {"all", "n_minus_f"}, "wait for every neighbour, or the first n_i - f (MoNNA)")
+            .number("momentum", 0.0, Range::between(0, 1), "local heavy-ball momentum (< 1)")
+            .section(PluginSpec("merge", "a schedule of the merge radius over the rounds (card 9.7), instead of the topology")
+                         .choice("schedule", "fixed", {"fixed", "truncate", "window", "linear", "cosine"}, "how the radius moves")
+                         .number("r_start", 0.2, Range::at_least(0), "radius at the start (<= nodes - 1)")
+                         .number("r_end", 1.0, Range::at_least(0), "radius at the end (<= nodes - 1)")
+                         .computed_default("nodes - 1")
+                         .number("point", 0.99, Range::between(0, 1), "truncate: the fraction of the rounds where it switches")
+                         .number("window", 0.05, Range::above_until(0, 1), "window: the fraction of the rounds it lasts"))
+            .with_traits(ProtocolTraits{.sections = {"topology", "aggregator", "compressor"},
+                                        .attacks = true,
+                                        // Its public model copies already carry what compression left out.
+                                        .uplink = {.feedback = false, .why = "compresses gossip the CHOCO way"}}),
+        [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_dpsgd(s, parts)); });
 }
 
 }  // namespace starling

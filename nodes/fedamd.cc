@@ -138,18 +138,34 @@ class FedAmdServer final : public Node {
 
 NodeSet make_fedamd(Section& protocol, ProtocolParts& parts) {
   FedAmdParams params;
-  params.period = static_cast<int>(protocol.get_int("period", 0, 0, 1 << 30));
+  params.period = protocol.integer<int>("period");
   if (params.period == 1)
     protocol.fail("period", "1 would make every round an anchor round, in which x never moves; use 0 (off) or >= 2");
   if (params.period > 0 && protocol.has("p"))
     protocol.fail("p", "is not used with protocol.period (every client of every period-th round is an anchor); set one");
-  if (params.period == 0) params.p = protocol.get_double("p", 0.2, 0.0, 1.0);
-  const LocalWork work{.steps = protocol.get_int("local_steps", 10, 1),
-                       .fedamd = true,
-                       .anchor_batch = protocol.get_int("anchor_batch", 0, 0)};
+  if (params.period == 0) params.p = protocol.number("p");
+  const LocalWork work{.steps = protocol.integer("local_steps"), .fedamd = true, .anchor_batch = protocol.integer("anchor_batch")};
   NodeSet set = make_star_clients("fedamd", parts, work);
   set.nodes[0] = std::make_unique<FedAmdServer>(parts, params);  // last: the server takes the parts it owns
   return set;
+}
+
+void register_fedamd(ProtocolRegistry& r) {
+  // Its rounds wait for every anchor and miner, and its anchors' gradients are not models; it
+  // sends [model; v_glob] in one payload and gradients and updates alike through one codec.
+  const CodecNeed dense{.kind = CodecNeed::Kind::kDense, .feedback = false,
+                        .why = "sends [model; v_glob] in one payload and gradients and updates alike"};
+  r.add(PluginSpec("fedamd", "FedAMD anchor sampling: anchors send large-batch gradients, miners take SARAH steps along their mean")
+            .integer("period", 0, Range::between(0, 1 << 30), "every period-th round all sampled clients are anchors; 0: off (use p)")
+            .number("p", 0.2, Range::between(0, 1), "probability that a sampled client is an anchor (period 0)")
+            .integer("local_steps", 10, Range::at_least(1), "a miner's SARAH steps per round")
+            .integer("anchor_batch", 0, Range::at_least(0), "samples of an anchor's gradient; 0: all its samples")
+            .with_traits(ProtocolTraits{.server_based = true,
+                                        .default_topology = "star",
+                                        .sections = protocol_plugin_sections(),
+                                        .uplink = dense,
+                                        .downlink = dense}),
+        [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedamd(s, parts)); });
 }
 
 }  // namespace starling

@@ -226,14 +226,12 @@ std::unique_ptr<Node> make_round_server(ProtocolParts& parts, const LocalWork& w
   return std::make_unique<FedAvgServer>(parts, work, std::move(options));
 }
 
-namespace {
-
-NodeSet make_rounds(const std::string& name, Section& protocol, ProtocolParts& parts, LocalWork work) {
-  work.steps = protocol.get_int("local_steps", 0, 0);
+NodeSet make_round_protocol(const std::string& name, Section& protocol, ProtocolParts& parts, LocalWork work) {
+  work.steps = protocol.integer("local_steps");
   NodeSet set = make_star_clients(name, parts, work);
   RoundServerOptions options;
-  options.deadline = from_seconds(protocol.get_double("deadline", 0.0, 0.0));
-  options.overselect = protocol.get_double("overselect", 1.0, 1.0, 100.0);
+  options.deadline = from_seconds(protocol.number("deadline"));
+  options.overselect = protocol.number("overselect");
   if (parts.lossy && options.deadline == 0)
     protocol.fail("deadline", "clients that go offline or drop out never answer; give rounds a deadline in virtual "
                               "seconds (e.g. protocol.deadline: 60)");
@@ -242,12 +240,10 @@ NodeSet make_rounds(const std::string& name, Section& protocol, ProtocolParts& p
   return set;
 }
 
-}  // namespace
-
-NodeSet make_fedavg(Section& protocol, ProtocolParts& parts) { return make_rounds("fedavg", protocol, parts, {}); }
+NodeSet make_fedavg(Section& protocol, ProtocolParts& parts) { return make_round_protocol("fedavg", protocol, parts, {}); }
 
 NodeSet make_scaffold(Section& protocol, ProtocolParts& parts) {
-  return make_rounds("scaffold", protocol, parts, {.controls = Controls::kScaffold});
+  return make_round_protocol("scaffold", protocol, parts, {.controls = Controls::kScaffold});
 }
 
 NodeSet make_scallion(Section& protocol, ProtocolParts& parts) {
@@ -259,8 +255,8 @@ NodeSet make_scallion(Section& protocol, ProtocolParts& parts) {
     compressor.fail("kind", "scallion needs an unbiased compressor (none, fp16, bf16, randk with unbiased: true, qsgd, "
                             "random_projection), not \"" + compressor.get<std::string>("kind", "none") +
                                 "\"; scafcom takes biased ones such as topk");
-  const double alpha = protocol.get_double("alpha", 1.0 / (1.0 + *omega), 0.0, 1.0, true);
-  return make_rounds("scallion", protocol, parts, {.controls = Controls::kScallion, .alpha = alpha});
+  const double alpha = protocol.number("alpha", 1.0 / (1.0 + *omega));
+  return make_round_protocol("scallion", protocol, parts, {.controls = Controls::kScallion, .alpha = alpha});
 }
 
 NodeSet make_scafcom(Section& protocol, ProtocolParts& parts) {
@@ -272,9 +268,56 @@ NodeSet make_scafcom(Section& protocol, ProtocolParts& parts) {
                             "none, fp16, bf16); \"" + compressor.get<std::string>("kind", "none") +
                                 "\" here is unbiased with variance omega = " + Section::shortest(*omega) +
                                 ", which scallion takes");
-  const double alpha = protocol.get_double("alpha", 1.0, 0.0, 1.0, true);
-  const double beta = protocol.get_double("beta", 0.2, 0.0, 1.0, true);
-  return make_rounds("scafcom", protocol, parts, {.controls = Controls::kScafcom, .alpha = alpha, .beta = beta});
+  const double alpha = protocol.number("alpha");
+  const double beta = protocol.number("beta");
+  return make_round_protocol("scafcom", protocol, parts, {.controls = Controls::kScafcom, .alpha = alpha, .beta = beta});
+}
+
+PluginSpec round_protocol_spec(std::string name, std::string description) {
+  return PluginSpec(std::move(name), std::move(description))
+      .integer("local_steps", 0, Range::at_least(0), "minibatches per client per round; 0: train.local_epochs epochs")
+      .number("deadline", 0.0, Range::at_least(0),
+              "a round closes this long after it started, with the updates that arrived (0: wait for all)", "s")
+      .number("overselect", 1.0, Range::between(1, 100),
+              "contact this many times the sampled clients and close the round on the first updates (needs deadline)");
+}
+
+ProtocolTraits round_protocol_traits() {
+  return {.server_based = true,
+          .default_topology = "star",
+          .sections = protocol_plugin_sections(),
+          .participation = true,
+          .prox = true};
+}
+
+void register_fedavg_family(ProtocolRegistry& r) {
+  ProtocolTraits fedavg = round_protocol_traits();
+  fedavg.attacks = fedavg.personalized = true;
+  r.add(round_protocol_spec("fedavg", "synchronous FedAvg: sample clients, train locally, aggregate, apply on the server")
+            .with_traits(fedavg),
+        [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_fedavg(s, parts)); });
+  // The control-variate protocols send [x; c] down as one 2d vector: only dense encodings fit it.
+  // Up, scaffold compresses y - x and c_i+ - c_i with any codec (feedback on y - x only,
+  // nodes/server_client.cc); scallion and scafcom send one vector whose control variate already
+  // does error feedback's work, and check the codec's bias when they are built.
+  ProtocolTraits controls = round_protocol_traits();
+  controls.downlink = {.kind = CodecNeed::Kind::kDense, .feedback = false, .why = "sends [model; control] down in one payload"};
+  ProtocolTraits scaffold = controls;
+  scaffold.personalized = true;
+  r.add(round_protocol_spec("scaffold", "SCAFFOLD: FedAvg rounds whose local steps are corrected by control variates (option II)")
+            .with_traits(scaffold),
+        [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_scaffold(s, parts)); });
+  controls.uplink = {.feedback = false, .why = "'s control variates already feed back what compression leaves out"};
+  r.add(round_protocol_spec("scallion", "SCALLION: SCAFFOLD with one unbiasedly compressed uplink vector per client, c_i += alpha delta")
+            .number("alpha", 1.0, Range::above_until(0, 1), "control step c_i += alpha delta")
+            .computed_default("1 / (1 + omega), omega the uplink compressor's variance bound")
+            .with_traits(controls),
+        [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_scallion(s, parts)); });
+  r.add(round_protocol_spec("scafcom", "SCAFCOM: SCAFFOLD with one contractively compressed uplink vector and local momentum beta")
+            .number("alpha", 1.0, Range::above_until(0, 1), "control step c_i += alpha delta")
+            .number("beta", 0.2, Range::above_until(0, 1), "momentum weight of the newest mean gradient")
+            .with_traits(controls),
+        [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_scafcom(s, parts)); });
 }
 
 }  // namespace starling

@@ -154,12 +154,12 @@ class GossipNode final : public Node {
 NodeSet make_gossip(Section& protocol, ProtocolParts& parts) {
   GossipSettings settings;
   settings.rounds = parts.rounds;
-  settings.wake_rate = protocol.get_double("wake_rate", 1.0, 0.0, 1e9, true);
-  settings.round_length = from_seconds(protocol.get_double("round_seconds", 1.0 / settings.wake_rate, 0.0, 1e9, true));
-  settings.age_weighted = protocol.get_choice("averaging", "age_weighted", {"age_weighted", "plain"}) == "age_weighted";
-  settings.variance_correction = protocol.get<bool>("variance_correction", false);
-  settings.local_steps = protocol.get_int("local_steps", 1, 0);
-  const bool independent_init = protocol.get<bool>("independent_init", false);
+  settings.wake_rate = protocol.number("wake_rate");
+  settings.round_length = from_seconds(protocol.number("round_seconds", 1.0 / settings.wake_rate));
+  settings.age_weighted = protocol.text("averaging") == "age_weighted";
+  settings.variance_correction = protocol.flag("variance_correction");
+  settings.local_steps = protocol.integer("local_steps");
+  const bool independent_init = protocol.flag("independent_init");
   const int n = static_cast<int>(parts.task->partition.size());
   if (parts.topology->time_varying())
     throw ConfigError("topology.kind", "gossip runs on a static graph; time-varying topologies need dpsgd");
@@ -176,6 +176,23 @@ NodeSet make_gossip(Section& protocol, ProtocolParts& parts) {
                                                      graph, observer, parts.uplink->clone(), parts.attack));
   }
   return set;
+}
+
+void register_gossip(ProtocolRegistry& r) {
+  r.add(PluginSpec("gossip", "asynchronous gossip learning: Poisson wake-ups, train, push to a random neighbour, merge")
+            .number("wake_rate", 1.0, Range::above_until(0, 1e9), "Poisson wake-ups per node per second", "1/s")
+            .number("round_seconds", 1.0, Range::above_until(0, 1e9), "virtual time between measurements (a \"round\")", "s")
+            .computed_default("1 / wake_rate")
+            .choice("averaging", "age_weighted", {"age_weighted", "plain"}, "merge weighted by model ages, or plain mean")
+            .flag("variance_correction", false, "rescale merged models to keep their variance (card 9.6)")
+            .integer("local_steps", 1, Range::at_least(0), "minibatches per wake-up; 0: train.local_epochs epochs")
+            .flag("independent_init", false, "each node draws its own initial model")
+            .with_traits(ProtocolTraits{.sections = {"topology", "compressor"},
+                                        .attacks = true,
+                                        .uplink = {.kind = CodecNeed::Kind::kDense,
+                                                   .feedback = false,
+                                                   .why = "sends whole models on gossip edges (compressed gossip is supported for dpsgd)"}}),
+        [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_gossip(s, parts)); });
 }
 
 }  // namespace starling

@@ -526,25 +526,30 @@ NodeSet make_modest(Section& protocol, ProtocolParts& parts) {
   const int n = static_cast<int>(parts.task->partition.size());
   ModestSettings& s = world->settings;
   s.rounds = parts.rounds;
-  s.sample = static_cast<int>(protocol.get_int("sample", 10, 1, n));
-  s.aggregators = static_cast<int>(protocol.get_int("aggregators", 1, 1, n));
-  s.success_fraction = protocol.get_double("success_fraction", 1.0, 0.0, 1.0, true);
-  s.liveness_min = static_cast<int>(protocol.get_int("liveness_min", 3, 1));
-  s.ping_timeout = from_seconds(protocol.get_double("ping_timeout", 5.0, 0.0, 1e9, true));
-  s.aggregation_timeout = from_seconds(protocol.get_double("aggregation_timeout", 300.0, 0.0, 1e9, true));
-  s.ack_timeout = from_seconds(protocol.get_double("ack_timeout", 60.0, 0.0, 1e9, true));
-  s.stall_timeout = from_seconds(protocol.get_double("stall_timeout", 2.0 * to_seconds(s.aggregation_timeout), 0.0, 1e9, true));
-  s.inactivity_threshold = static_cast<int>(protocol.get_int("inactivity_threshold", 50, 1));
-  s.local_steps = protocol.get_int("local_steps", 5, 1);
+  const auto at_most_nodes = [&](const char* key) {
+    const int v = protocol.integer<int>(key);
+    if (v > n) protocol.fail(key, std::to_string(v) + " is out of range; must be <= " + std::to_string(n) + " (the nodes)");
+    return v;
+  };
+  s.sample = at_most_nodes("sample");
+  s.aggregators = at_most_nodes("aggregators");
+  s.success_fraction = protocol.number("success_fraction");
+  s.liveness_min = protocol.integer<int>("liveness_min");
+  s.ping_timeout = from_seconds(protocol.number("ping_timeout"));
+  s.aggregation_timeout = from_seconds(protocol.number("aggregation_timeout"));
+  s.ack_timeout = from_seconds(protocol.number("ack_timeout"));
+  s.stall_timeout = from_seconds(protocol.number("stall_timeout", 2.0 * to_seconds(s.aggregation_timeout)));
+  s.inactivity_threshold = protocol.integer<int>("inactivity_threshold");
+  s.local_steps = protocol.integer("local_steps");
   Section crash = protocol.child("crash");
-  s.crash_fraction = crash.get_double("fraction", 0.0, 0.0, 1.0);
-  s.crash_at = from_seconds(crash.get_double("at_seconds", 0.0, 0.0));
+  s.crash_fraction = crash.number("fraction");
+  s.crash_at = from_seconds(crash.number("at_seconds"));
   Section join = protocol.child("join");
-  s.join_fraction = join.get_double("fraction", 0.0, 0.0, 1.0);
-  s.join_at = from_seconds(join.get_double("at_seconds", 0.0, 0.0));
+  s.join_fraction = join.number("fraction");
+  s.join_at = from_seconds(join.number("at_seconds"));
   Section leave = protocol.child("leave");
-  s.leave_fraction = leave.get_double("fraction", 0.0, 0.0, 1.0);
-  s.leave_at = from_seconds(leave.get_double("at_seconds", 0.0, 0.0));
+  s.leave_fraction = leave.number("fraction");
+  s.leave_at = from_seconds(leave.number("at_seconds"));
   world->task = parts.task;
   world->attack = parts.attack;
   world->seed = parts.seed;
@@ -568,6 +573,33 @@ NodeSet make_modest(Section& protocol, ProtocolParts& parts) {
   for (NodeId i = 0; i < n; ++i)
     set.nodes.push_back(std::make_unique<ModestNode>(world, i, parts.initial_model, parts.uplink->clone()));
   return set;
+}
+
+void register_modest(ProtocolRegistry& r) {
+  const auto churn = [](std::string key, std::string description, std::string what) {
+    return PluginSpec(std::move(key), std::move(description))
+        .number("fraction", 0.0, Range::between(0, 1), "fraction of the nodes that " + what)
+        .number("at_seconds", 0.0, Range::at_least(0), "when they do, in virtual seconds", "s");
+  };
+  r.add(PluginSpec("modest", "MoDeST: each round a hash-ordered sample of available nodes trains and aggregates")
+            .integer("sample", 10, Range::at_least(1), "trainers per round (<= nodes)")
+            .integer("aggregators", 1, Range::at_least(1), "aggregators per round (<= nodes)")
+            .number("success_fraction", 1.0, Range::above_until(0, 1), "fraction of the trainers' models an aggregator waits for")
+            .integer("liveness_min", 3, Range::at_least(1), "pings a node answers before it counts as alive")
+            .number("ping_timeout", 5.0, Range::above_until(0, 1e9), "a ping unanswered this long fails", "s")
+            .number("aggregation_timeout", 300.0, Range::above_until(0, 1e9), "an aggregator gives up waiting after", "s")
+            .number("ack_timeout", 60.0, Range::above_until(0, 1e9), "an unacknowledged model is resent after", "s")
+            .number("stall_timeout", 600.0, Range::above_until(0, 1e9), "a round without progress restarts after", "s")
+            .computed_default("2 x aggregation_timeout")
+            .integer("inactivity_threshold", 50, Range::at_least(1), "rounds without a sign of life before a node is dropped from views", "rounds")
+            .integer("local_steps", 5, Range::at_least(1), "minibatches a trainer takes")
+            .section(churn("crash", "nodes that crash for good", "crash"))
+            .section(churn("join", "nodes that join late", "join late"))
+            .section(churn("leave", "nodes that leave for good, announcing it", "leave"))
+            .with_traits(ProtocolTraits{.sections = {"compressor"},
+                                        .attacks = true,
+                                        .uplink = {.kind = CodecNeed::Kind::kDense, .feedback = false, .why = "sends whole models (compressed gossip is supported for dpsgd)"}}),
+        [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_modest(s, parts)); });
 }
 
 }  // namespace starling

@@ -210,19 +210,13 @@ class GatedModels final : public PersonalModels {
 
 NodeSet make_pfedgate(Section& protocol, ProtocolParts& parts) {
   const LearningTask& task = *parts.task;
-  if (task.prox_mu != 0.0f) throw ConfigError("train.prox_mu", "pfedgate has no proximal term; leave it at 0");
-  const std::int64_t steps = protocol.get_int("local_steps", 0, 0);
-  const int blocks = static_cast<int>(protocol.get_int("blocks", 5, 1, 1 << 20));
+  const std::int64_t steps = protocol.integer("local_steps");
+  const int blocks = protocol.integer<int>("blocks");
   const BudgetRule rule = read_budget(protocol);
   GatedTraining settings;
-  settings.gate_lr = static_cast<float>(protocol.get_double("gate_lr", task.optimizer->lr(), 0.0, 1e6, true));
-  settings.clip = static_cast<float>(protocol.get_double("clip_norm", 10.0, 0.0));
-  const bool all_weights = !protocol.get<bool>("aggregate_sampled", false);
-  const std::string uplink_kind = parts.compressor_section->get<std::string>("kind", "none");
-  if (uplink_kind != "none")
-    parts.compressor_section->fail("kind", "pfedgate sends the blocks its clients used (its own encoding); use none");
-  if (parts.compressor_section->get<std::string>("feedback", "none") != "none")
-    parts.compressor_section->fail("feedback", "pfedgate takes no uplink feedback; use none");
+  settings.gate_lr = static_cast<float>(protocol.number("gate_lr", task.optimizer->lr()));
+  settings.clip = static_cast<float>(protocol.number("clip_norm"));
+  const bool all_weights = !protocol.flag("aggregate_sampled");
 
   const int clients = static_cast<int>(task.partition.size()), novel = static_cast<int>(task.novel_train.size());
   auto shared = std::make_shared<Shared>(Shared{.task = &task,
@@ -284,6 +278,29 @@ NodeSet make_pfedgate(Section& protocol, ProtocolParts& parts) {
   parts.uplink = std::make_unique<BlockCodec>(shared);
   set.nodes[0] = make_round_server(parts, LocalWork{}, std::move(options));
   return set;
+}
+
+void register_pfedgate(ProtocolRegistry& r) {
+  // Its clients train their private gates on every model they get: no straggler handling.
+  r.add(PluginSpec("pfedgate", "pFedGate: FedAvg rounds over block-sparse models picked per batch by private gates under budgets")
+            .integer("local_steps", 0, Range::at_least(0), "minibatches per client per round; 0: train.local_epochs epochs")
+            .integer("blocks", 5, Range::between(1, 1 << 20), "blocks per layer the gates choose from")
+            .number("budget", 0.5, Range::above_until(0, 1),
+                    "fraction of the model each client keeps: a number, {uniform: [lo, hi]}, from_compute or "
+                    "{from_compute: {min: m}}")
+            .number("gate_lr", 0.05, Range::above_until(0, 1e6), "the gates' learning rate")
+            .computed_default("train.lr")
+            .number("clip_norm", 10.0, Range::at_least(0), "gradient-norm clip of the gates (0: none)")
+            .flag("aggregate_sampled", false, "weight updates by the sampled clients' samples (false: by all clients')")
+            .with_traits(ProtocolTraits{.server_based = true,
+                                        .default_topology = "star",
+                                        .sections = protocol_plugin_sections(),
+                                        .personalized = true,
+                                        .no_deploy = "its personalized evaluation reads each client's private gate in memory",
+                                        .uplink = {.kind = CodecNeed::Kind::kNone,
+                                                   .feedback = false,
+                                                   .why = "sends the blocks its clients used (its own encoding)"}}),
+        [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_pfedgate(s, parts)); });
 }
 
 }  // namespace starling

@@ -1,5 +1,6 @@
 // Protocols build the nodes of a run from the parts config/ assembled.
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -51,7 +52,8 @@ struct ProtocolParts {
   int eval_nodes = 10;                        // decentralized: nodes whose own model is evaluated
   std::unique_ptr<ClientSampler> sampler;
   std::unique_ptr<Aggregator> aggregator;
-  Section* aggregator_section = nullptr;  // for protocols that need one aggregator per node (dpsgd)
+  // Another aggregator from the same section, for protocols that need one per node (dpsgd).
+  std::function<std::unique_ptr<Aggregator>()> new_aggregator;
   std::unique_ptr<ServerOptimizer> server_optimizer;
   std::unique_ptr<Compressor> uplink;    // prototypes, cloned per node
   // The uplink operator without its feedback wrapper: scaffold's control stream, whose deltas are
@@ -74,9 +76,38 @@ struct NodeSet {
   std::shared_ptr<Probe> probe;
 };
 
-// Protocols by name: factory(protocol section, parts).
+// What a compressor slot of a protocol accepts. `why` completes "<protocol> <why>" in the
+// generated error messages.
+struct CodecNeed {
+  enum class Kind { kAny, kDense, kNone } kind = Kind::kAny;
+  bool feedback = true;  // error feedback (compressor.feedback) allowed
+  std::string why{};
+};
+
+// What a protocol declares of itself, in its PluginSpec. config/ checks every run against it and
+// deploy/ hosts the server nodes from it: no other file keeps a list of protocol names.
+struct ProtocolTraits {
+  bool server_based = false;  // node 0 serves and node c + 1 is client c; else node c is peer c
+  std::string default_topology = "ring";
+  // The optional plugin sections it reads, of: sampling, aggregator, server_optimizer, topology,
+  // compressor, downlink_compressor. Any other of them in a config is an error.
+  std::vector<std::string> sections{};
+  bool attacks = false;        // attack.kind other than none
+  bool personalized = false;   // data.local_test_fraction (personalized evaluation)
+  bool participation = false;  // availability, dropout and network.noise_std
+  bool prox = false;           // train.prox_mu (the FedProx term)
+  std::string no_deploy{};     // why it runs in the simulator only; empty: `starling launch` runs it
+  CodecNeed uplink{}, downlink{};
+};
+
+// The plugin sections a protocol may read (ProtocolTraits::sections draws from these).
+const std::vector<std::string>& protocol_plugin_sections();
+
+// Protocols by name: factory(protocol section, parts). Every protocol file registers its own
+// through one line in nodes/protocol.cc.
 using ProtocolRegistry = Registry<NodeSet, Section&, ProtocolParts&>;
 ProtocolRegistry& protocol_registry();
+const ProtocolTraits& protocol_traits(const std::string& kind);
 
 // The nodes of FedAvg: node 0 is the server, node c + 1 holds client c's partition.
 NodeSet make_fedavg(Section& protocol, ProtocolParts& parts);

@@ -175,26 +175,33 @@ class CurriculumSampler final : public ClientSampler {
 SamplerRegistry& sampler_registry() {
   static SamplerRegistry registry = [] {
     SamplerRegistry r("sampler");
-    const auto fraction = [](Section& s) { return s.get_double("fraction", 0.1, 0.0, 1.0, true); };
-    r.add("uniform", "a fraction of the clients, uniformly without replacement",
+    const auto spec = [](std::string name, std::string description) {
+      return PluginSpec(std::move(name), std::move(description))
+          .number("fraction", 0.1, Range::above_until(0, 1), "fraction of the clients sampled per round (at least one)");
+    };
+    const auto fraction = [](Section& s) { return s.number("fraction"); };
+    r.add(spec("uniform", "a fraction of the clients, uniformly without replacement"),
           [=](Section& s) { return std::make_unique<UniformSampler>(fraction(s)); });
-    r.add("weighted", "successive draws with probability proportional to each client's data size",
+    r.add(spec("weighted", "successive draws with probability proportional to each client's data size"),
           [=](Section& s) { return std::make_unique<WeightedSampler>(fraction(s)); });
-    r.add("available", "uniformly among the clients online at the start of the round",
+    r.add(spec("available", "uniformly among the clients online at the start of the round"),
           [=](Section& s) { return std::make_unique<AvailableSampler>(fraction(s)); });
-    r.add("power_of_choice", "d size-weighted candidates, then those with the highest last reported loss",
+    r.add(spec("power_of_choice", "d size-weighted candidates, then those with the highest last reported loss")
+              .integer("candidates", 0, Range::between(0, 1 << 30), "candidates d drawn per round; 0: twice the sample"),
           [=](Section& s) {
             const double f = fraction(s);
-            return std::make_unique<PowerOfChoiceSampler>(f, static_cast<int>(s.get_int("candidates", 0, 0, 1 << 30)));
+            return std::make_unique<PowerOfChoiceSampler>(f, s.integer<int>("candidates"));
           });
-    r.add("round_robin", "a seeded permutation of the clients, taken in turn", [=](Section& s) {
-      return std::make_unique<RoundRobinSampler>(fraction(s));
-    });
-    r.add("curriculum", "uniformly among the lowest-loss clients, a pool growing linearly to all", [=](Section& s) {
-      const double f = fraction(s);
-      const double start = s.get_double("start", 0.25, 0.0, 1.0, true);
-      return std::make_unique<CurriculumSampler>(f, start, static_cast<int>(s.get_int("ramp_rounds", 50, 1, 1 << 30)));
-    });
+    r.add(spec("round_robin", "a seeded permutation of the clients, taken in turn"),
+          [=](Section& s) { return std::make_unique<RoundRobinSampler>(fraction(s)); });
+    r.add(spec("curriculum", "uniformly among the lowest-loss clients, a pool growing linearly to all")
+              .number("start", 0.25, Range::above_until(0, 1), "the pool's first size, as a fraction of the clients")
+              .integer("ramp_rounds", 50, Range::between(1, 1 << 30), "rounds until the pool holds every client", "rounds"),
+          [=](Section& s) {
+            const double f = fraction(s);
+            const double start = s.number("start");
+            return std::make_unique<CurriculumSampler>(f, start, s.integer<int>("ramp_rounds"));
+          });
     return r;
   }();
   return registry;

@@ -76,6 +76,14 @@ void record_server_round(Context& ctx, const LearningTask& task, const Vector& m
 // vector (nothing, and no draw, when std is 0).
 void add_link_noise(Vector& v, double std, Rng& rng);
 
+// The synchronous round protocols (FedAvg and its kin): clients as `work` says, the round server
+// with protocol.deadline and protocol.overselect, personalized evaluation when asked for.
+NodeSet make_round_protocol(const std::string& name, Section& protocol, ProtocolParts& parts, LocalWork work);
+// Their spec's common keys (local_steps, deadline, overselect) and traits (server-based, star,
+// every plugin section, participation, the FedProx term), for each to extend.
+PluginSpec round_protocol_spec(std::string name, std::string description);
+ProtocolTraits round_protocol_traits();
+
 // Training samples of each client, in client order (what samplers weigh by).
 std::vector<std::int64_t> client_sizes(const LearningTask& task);
 

@@ -177,9 +177,9 @@ NodeSet make_zo_shared(Section& protocol, ProtocolParts& parts) {
   settings->rounds = parts.rounds;
   settings->eval_every = parts.eval_every;
   settings->nodes = static_cast<int>(parts.task->partition.size());
-  settings->eps = protocol.get_double("eps", 1e-3, 0.0, 1e6, true);
-  settings->perturbations = static_cast<int>(protocol.get_int("perturbations", 1, 1, 1 << 16));
-  settings->quantize = protocol.get<bool>("quantize", true);
+  settings->eps = protocol.number("eps");
+  settings->perturbations = protocol.integer<int>("perturbations");
+  settings->quantize = protocol.flag("quantize");
   const int n = settings->nodes;
   const Graph graph = parts.topology->build(n, parts.seed);
   for (const auto& neighbours : graph.neighbours)
@@ -199,6 +199,18 @@ const Vector& zo_shared_model(const Node& node) {
   const auto* zo = dynamic_cast<const ZoSharedNode*>(&node);
   if (!zo) throw Error("zo_shared_model: not a zo_shared node");
   return zo->model();
+}
+
+void register_zo_shared(ProtocolRegistry& r) {
+  r.add(PluginSpec("zo_shared", "Just One Byte: zeroth-order SPSA, nodes broadcast 1-byte projected gradients, shared seeds")
+            .number("eps", 1e-3, Range::above_until(0, 1e6), "SPSA perturbation size")
+            .integer("perturbations", 1, Range::between(1, 1 << 16), "random directions per step")
+            .flag("quantize", true, "send each projected gradient as one byte (false: a float32)")
+            .with_traits(ProtocolTraits{
+                .default_topology = "complete",
+                .sections = {"topology", "compressor"},
+                .uplink = {.kind = CodecNeed::Kind::kNone, .why = "sends no models, only projected gradients: set protocol.quantize instead"}}),
+        [](Section& s, ProtocolParts& parts) { return std::make_unique<NodeSet>(make_zo_shared(s, parts)); });
 }
 
 }  // namespace starling

@@ -91,16 +91,16 @@ TEST(BuildRun, ResolvedConfigOfEveryProtocolRebuildsItself) {
   const std::vector<std::vector<std::string>> variants = {
       {"protocol.kind=scaffold"}, {"protocol.kind=scallion", "compressor.kind=randk", "compressor.ratio=0.1"},
       {"protocol.kind=scafcom", "compressor.kind=topk", "compressor.ratio=0.1"}, {"protocol.kind=fedamd"},
-      {"protocol.kind=dpsgd", "topology.kind=ring", "sampling.fraction=1"},
-      {"protocol.kind=dpsgd", "topology.kind=ring", "sampling.fraction=1", "compressor.kind=topk", "compressor.ratio=0.1",
+      {"protocol.kind=dpsgd", "topology.kind=ring"},
+      {"protocol.kind=dpsgd", "topology.kind=ring", "compressor.kind=topk", "compressor.ratio=0.1",
        "protocol.consensus_lr=0.5"},
-      {"protocol.kind=dpsgd", "topology.kind=complete", "sampling.fraction=1", "protocol.aggregation=robust",
+      {"protocol.kind=dpsgd", "topology.kind=complete", "protocol.aggregation=robust",
        "aggregator.kind=median"},
-      {"protocol.kind=dpsgd", "topology.kind=complete", "sampling.fraction=1", "protocol.aggregation=nna", "protocol.f=1",
+      {"protocol.kind=dpsgd", "topology.kind=complete", "protocol.aggregation=nna", "protocol.f=1",
        "protocol.wait_for=n_minus_f"},
-      {"protocol.kind=gossip", "topology.kind=ring", "sampling.fraction=1"},
-      {"protocol.kind=modest", "sampling.fraction=1", "protocol.sample=3"},
-      {"protocol.kind=zo_shared", "topology.kind=complete", "sampling.fraction=1"},
+      {"protocol.kind=gossip", "topology.kind=ring"},
+      {"protocol.kind=modest", "protocol.sample=3"},
+      {"protocol.kind=zo_shared", "topology.kind=complete"},
       {"protocol.kind=fedbuff"}, {"protocol.kind=fedasync"}, {"protocol.kind=fedfix"}, {"protocol.kind=afa"},
       {"protocol.kind=pfedgate"}};
   for (const auto& overrides : variants) {

@@ -131,7 +131,7 @@ TEST(Deploy, SimulatorOnlyFeaturesAreRefusedNamingTheKey) {
     std::vector<std::string> args = {STARLING_BIN, "coordinator", config, "--listen", "127.0.0.1:0", "--token", "t",
                                      "--set", setting};
     if (setting.starts_with("protocol.kind=modest"))
-      args.insert(args.end(), {"--set", "protocol.join.fraction=0.2", "--set", "sampling.fraction=1"});
+      args.insert(args.end(), {"--set", "protocol.join.fraction=0.2"});
     if (setting.starts_with("availability")) args.insert(args.end(), {"--set", "protocol.deadline=5"});
     const auto r = test::run_process(args, dir);
     EXPECT_NE(r.exit_code, 0) << setting;
@@ -181,7 +181,7 @@ TEST(Deploy, ScaffoldFamilyAndFedamdDeployedEqualTheSimulation) {
 
 // Decentralized protocols: every node is in a node process; their round observer's reports are
 // relayed to the coordinator, which sums them in node order as the simulator does.
-const std::vector<std::string> kDecentralized = {"protocol.kind=dpsgd", "topology.kind=ring", "sampling.fraction=1"};
+const std::vector<std::string> kDecentralized = {"protocol.kind=dpsgd", "topology.kind=ring"};
 
 TEST(Deploy, DecentralizedDeployedEqualTheSimulation) {
   const std::vector<std::vector<std::string>> variants = {

@@ -465,7 +465,7 @@ TEST(Participation, ConfigErrors) {
   expect_error({"availability.mean_online_s=5"}, "availability.mean_online_s", "unknown key");
   expect_error({"protocol.overselect=0.5"}, "protocol.overselect", "out of range");
   expect_error({"network.noise_std=0.1", "protocol.kind=gossip", "topology.kind=ring"}, "network.noise_std",
-               "fedavg, scaffold and the asynchronous servers");
+               "afa, fedasync, fedavg, fedbuff, fedfix, scafcom, scaffold, scallion, not gossip");
   expect_error({"network.noise_std=0.1", "protocol.kind=fedamd"}, "network.noise_std", "not fedamd");
   expect_error({"availability.dropout=0.1", "protocol.kind=fedamd"}, "availability.dropout", "not fedamd");
   const auto profile_error = [&](const std::string& text, const std::string& part) {

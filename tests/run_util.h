@@ -8,15 +8,17 @@
 #include <vector>
 
 #include "config/experiment.h"
+#include "config/sections.h"
 #include "sim/sim_runtime.h"
 #include "test_util.h"
 
 namespace starling::test {
 
-// `yaml` with `--set`-style overrides applied ("key.path=value").
+// `yaml` with `--set`-style overrides applied ("key.path=value") as the command line applies
+// them: switching a kind drops the old kind's keys.
 inline YAML::Node config_with(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
   YAML::Node doc = YAML::Load(yaml);
-  for (const auto& o : overrides) Section::apply_override(doc, o);
+  apply_overrides(doc, overrides);
   return doc;
 }
 

@@ -266,13 +266,14 @@ TEST(Scallion, ConfigErrorsNameTheKey) {
   expect_config_error({"compressor.kind=randk", "compressor.feedback=ef"}, "compressor.feedback", "feedback: none");
   expect_config_error({"protocol.kind=scafcom", "compressor.kind=topk", "compressor.feedback=ef21"},
                       "compressor.feedback", "control variates");
-  expect_config_error({"downlink_compressor.kind=topk"}, "downlink_compressor.kind", "none, fp16 or bf16");
+  expect_config_error({"downlink_compressor.kind=topk"}, "downlink_compressor.kind", "dense compressor (bf16, fp16, none)");
   expect_config_error({"protocol.kind=scaffold", "downlink_compressor.kind=qsgd"}, "downlink_compressor.kind",
-                      "none, fp16 or bf16");
+                      "dense compressor (bf16, fp16, none)");
   expect_config_error({"protocol.alpha=0"}, "protocol.alpha", "");
   expect_config_error({"protocol.alpha=1.5"}, "protocol.alpha", "");
   expect_config_error({"protocol.kind=scafcom", "protocol.beta=0"}, "protocol.beta", "");
-  expect_config_error({"protocol.beta=0.5"}, "protocol.beta", "unknown key");  // scallion has no momentum
+  // scallion has no momentum: a key of another kind, told from a typo
+  expect_config_error({"protocol.beta=0.5"}, "protocol.beta", "is a key of scafcom; protocol.kind is scallion");
   expect_config_error({"topology.kind=ring"}, "topology.kind", "star");
   expect_config_error({"attack.kind=sign_flip"}, "attack.kind", "");
   EXPECT_NO_THROW(plan({"protocol.kind=scaffold", "compressor.kind=topk", "compressor.feedback=ef"}));

@@ -315,36 +315,61 @@ class SmallWorld final : public RandomTopology {
   double beta_;
 };
 
-int read_resample(Section& s) { return static_cast<int>(s.get_int("resample_every", 0, 0)); }
+int read_resample(Section& s) { return s.integer<int>("resample_every"); }
+
+// A random graph: redrawn every `resample_every` rounds when > 0.
+PluginSpec random_graph(std::string name, std::string description) {
+  return PluginSpec(std::move(name), std::move(description))
+      .integer("resample_every", 0, Range::at_least(0), "redraw the graph every this many rounds; 0: never", "rounds");
+}
 
 }  // namespace
 
 TopologyRegistry& topology_registry() {
   static TopologyRegistry registry = [] {
     TopologyRegistry r("topology");
-    r.add("star", "node 0 (the server) linked to every other node", [](Section&) { return std::make_unique<Star>(); });
-    r.add("complete", "every pair of nodes linked", [](Section&) { return std::make_unique<Complete>(); });
-    r.add("ring", "each node linked to the next and the previous", [](Section&) { return std::make_unique<Ring>(); });
-    r.add("torus", "2-D grid with wrap-around (rows x nodes/rows)",
-          [](Section& s) { return std::make_unique<Torus>(static_cast<int>(s.get_int("rows", 0, 0))); });
-    r.add("exponential", "neighbours at 2^i hops around the ring", [](Section&) { return std::make_unique<Exponential>(); });
-    r.add("one_peer_exponential", "time-varying: one peer per round at 2^(t mod log2 n) hops",
+    const TopologyTraits regular{.regular = true};
+    r.add(PluginSpec("star", "node 0 (the server) linked to every other node").with_traits(TopologyTraits{}),
+          [](Section&) { return std::make_unique<Star>(); });
+    r.add(PluginSpec("complete", "every pair of nodes linked").with_traits(regular),
+          [](Section&) { return std::make_unique<Complete>(); });
+    r.add(PluginSpec("ring", "each node linked to the next and the previous").with_traits(regular),
+          [](Section&) { return std::make_unique<Ring>(); });
+    r.add(PluginSpec("torus", "2-D grid with wrap-around (rows x nodes/rows)")
+              .integer("rows", 0, Range::at_least(0), "grid rows; 0: the divisor of n nearest its square root")
+              .with_traits(TopologyTraits{}),
+          [](Section& s) { return std::make_unique<Torus>(s.integer<int>("rows")); });
+    r.add(PluginSpec("exponential", "neighbours at 2^i hops around the ring").with_traits(TopologyTraits{}),
+          [](Section&) { return std::make_unique<Exponential>(); });
+    r.add(PluginSpec("one_peer_exponential", "time-varying: one peer per round at 2^(t mod log2 n) hops")
+              .with_traits(TopologyTraits{.time_varying = true}),
           [](Section&) { return std::make_unique<OnePeerExponential>(); });
-    r.add("edges_file", "a user's edge list (lines \"a b\")",
-          [](Section& s) { return std::make_unique<EdgesFile>(s.require<std::string>("path")); });
-    r.add("random_regular", "uniformly random graph where every node has `degree` neighbours", [](Section& s) {
-      const int degree = static_cast<int>(s.get_int("degree", 4, 1));
-      return std::make_unique<RandomRegular>(degree, read_resample(s));
-    });
-    r.add("erdos_renyi", "each edge present with probability p, redrawn until connected", [](Section& s) {
-      const double p = s.get_double("p", 0.1, 0.0, 1.0, true);
-      return std::make_unique<ErdosRenyi>(p, read_resample(s));
-    });
-    r.add("small_world", "Watts-Strogatz: ring lattice of k neighbours, edges rewired with probability beta",
+    r.add(PluginSpec("edges_file", "a user's edge list (lines \"a b\")")
+              .required_text("path", "the edge-list file: one \"a b\" pair of node ids per line")
+              .with_traits(TopologyTraits{.from_file = true}),
+          [](Section& s) { return std::make_unique<EdgesFile>(s.text("path")); });
+    r.add(random_graph("random_regular", "uniformly random graph where every node has `degree` neighbours")
+              .integer("degree", 4, Range::at_least(1), "neighbours of every node")
+              .with_traits(regular),
           [](Section& s) {
-            const int k = static_cast<int>(s.get_int("k", 4, 2));
+            const int degree = s.integer<int>("degree");
+            return std::make_unique<RandomRegular>(degree, read_resample(s));
+          });
+    r.add(random_graph("erdos_renyi", "each edge present with probability p, redrawn until connected")
+              .number("p", 0.1, Range::above_until(0, 1), "edge probability")
+              .with_traits(TopologyTraits{}),
+          [](Section& s) {
+            const double p = s.number("p");
+            return std::make_unique<ErdosRenyi>(p, read_resample(s));
+          });
+    r.add(random_graph("small_world", "Watts-Strogatz: ring lattice of k neighbours, edges rewired with probability beta")
+              .integer("k", 4, Range::at_least(2), "lattice neighbours (even: k/2 on each side)")
+              .number("beta", 0.1, Range::between(0, 1), "rewiring probability")
+              .with_traits(TopologyTraits{}),
+          [](Section& s) {
+            const int k = s.integer<int>("k");
             if (k % 2 != 0) s.fail("k", std::to_string(k) + " is odd; k must be even (k/2 neighbours on each side)");
-            const double beta = s.get_double("beta", 0.1, 0.0, 1.0);
+            const double beta = s.number("beta");
             return std::make_unique<SmallWorld>(k, beta, read_resample(s));
           });
     return r;
@@ -404,8 +429,17 @@ MixingMatrix max_degree_weights(const Graph& g) {
   return build_mixing(g, [&](NodeId, NodeId) { return 1.0 / (1.0 + static_cast<double>(max_degree)); });
 }
 
+const PluginSpec& topology_common_spec() {
+  static const PluginSpec spec =
+      PluginSpec("topology", "keys of every topology section, whatever its kind")
+          .choice("mixing", "metropolis_hastings", {"metropolis_hastings", "uniform"},
+                  "mixing weights of the decentralized protocols: Metropolis-Hastings, or 1/(1 + max degree)");
+  return spec;
+}
+
 MixingRule mixing_rule(Section& topology) {
-  const auto name = topology.get_choice("mixing", "metropolis_hastings", {"metropolis_hastings", "uniform"});
+  topology.bind(topology_common_spec());
+  const auto name = topology.text("mixing");
   return name == "uniform" ? &max_degree_weights : &metropolis_hastings;
 }
 

@@ -41,8 +41,18 @@ class Topology {
   Graph build(int nodes, std::uint64_t seed = 0) const { return at_round(nodes, 1, seed); }
 };
 
+// What a topology kind declares of itself; the registry's conformance suite checks it on every
+// kind: connected, no self-loops, symmetric, and every node of the same degree when `regular`.
+struct TopologyTraits {
+  bool regular = false;       // every node has the same degree
+  bool time_varying = false;  // a different graph every round, whatever its parameters
+  bool from_file = false;     // needs a user's file (the conformance suite writes one)
+};
+
 using TopologyRegistry = Registry<Topology, Section&>;
 TopologyRegistry& topology_registry();
+// The keys of every topology section: mixing.
+const PluginSpec& topology_common_spec();
 
 // Mixing matrix W, sparse by rows: rows[i] = (j, W_ij) for j = i and i's neighbours, sorted by j.
 // Row i holds the weights node i applies to what it receives.
