@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "apps/progress.h"
+#include "config/docs.h"
 #include "config/experiment.h"
 #include "config/sections.h"
 #include "deploy/coordinator.h"
@@ -265,6 +266,22 @@ int sweep_command(const SweepArgs& args) {
     apply_overrides(first, first_point);
     const auto plan = build_run(first, config_stem(args.run.config_path));
     if (db_path.empty()) db_path = plan->db_path;
+    if (args.check) {  // every point (the first repeat of each), as its run will build it
+      for (const SweepRun& point : sweep.runs) {
+        if (point.repeat != 0) continue;
+        YAML::Node config = YAML::Clone(doc);
+        std::vector<std::string> assignments;
+        for (const auto& [key, value] : point.params) assignments.push_back(key + "=" + value);
+        apply_overrides(config, assignments);
+        try {
+          build_run(config, config_stem(args.run.config_path));
+        } catch (const Error& e) {
+          throw ConfigError("", describe(point) + ": " + e.what());
+        }
+      }
+      spdlog::info("sweep '{}': every one of its {} points builds", sweep.name, sweep.runs.size());
+      return kExitOk;
+    }
   } catch (const Error& e) {  // a config key or a dataset file: the user's to fix
     spdlog::error("{}", e.what());
     return kExitUsage;
@@ -571,6 +588,12 @@ int launch_command(const LaunchArgs& args) {
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
   return code;
+}
+
+int plugins_command(const std::string& kind, const std::string& name, bool markdown) {
+  if (markdown && !kind.empty()) throw ConfigError("plugins", "--markdown renders the whole reference; give no kind");
+  std::cout << (markdown ? config_reference_markdown() : plugins_text(kind, name));
+  return kExitOk;
 }
 
 }  // namespace starling

@@ -22,6 +22,7 @@ struct RunArgs {
 struct SweepArgs {
   RunArgs run;   // config, overrides, db, threads (per run), quiet
   int jobs = 1;  // runs at once
+  bool check = false;  // --check: build every point (data included), run none
 };
 
 // The gRPC deployment (README "Deployment").
@@ -56,5 +57,8 @@ int show_command(const std::string& db, long long run_id);
 int export_command(const std::string& db, long long run_id, const std::string& format, const std::string& output);
 
 inline constexpr int kExitOk = 0, kExitRunFailed = 1, kExitUsage = 2, kExitInterrupted = 130;
+
+// `starling plugins [KIND [NAME]]`, or the config reference as Markdown.
+int plugins_command(const std::string& kind, const std::string& name, bool markdown);
 
 }  // namespace starling

@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   sweep_cmd->add_option("--jobs,-j", sweep.jobs, "Runs at once (each a separate process)")->check(CLI::Range(1, 256));
   sweep_cmd->add_option("--threads", sweep.run.threads, "Worker threads of each run")->check(CLI::Range(1, 1024));
   sweep_cmd->add_flag("--quiet,-q", sweep.run.quiet, "No progress output");
+  sweep_cmd->add_flag("--check", sweep.check, "Build every point (data included) and run none: a bad point fails now");
 
   CoordinatorArgs coord;
   auto* coord_cmd = app.add_subcommand("coordinator", "Coordinate a deployed run: hand out nodes and the config over gRPC");
@@ -91,6 +92,13 @@ int main(int argc, char** argv) {
   export_cmd->add_option("--format", format, "Output format: csv")->capture_default_str();
   export_cmd->add_option("--output,-o", output, "Output file (default: standard output)");
 
+  std::string plugin_kind, plugin_name;
+  bool markdown = false;
+  auto* plugins_cmd = app.add_subcommand("plugins", "List the plugins of every kind, with their parameters and traits");
+  plugins_cmd->add_option("kind", plugin_kind, "A plugin kind (protocol, compressor, ...): its plugins with their parameters");
+  plugins_cmd->add_option("name", plugin_name, "A plugin of that kind: its parameters and traits");
+  plugins_cmd->add_flag("--markdown", markdown, "The complete config reference as Markdown (docs/config.md)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -106,6 +114,7 @@ int main(int argc, char** argv) {
       return node_command(node);
     }
     if (*launch_cmd) return launch_command(launch);
+    if (*plugins_cmd) return plugins_command(plugin_kind, plugin_name, markdown);
     if (*runs_cmd) return runs_command(db);
     if (*show_cmd) return show_command(db, run_id);
     if (*export_cmd) return export_command(db, run_id, format, output);

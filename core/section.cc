@@ -225,6 +225,10 @@ void Section::reject_unknown_keys() const {
           const std::size_t d = edit_distance(key, u.substr(parent.size()));
           if (d < best_d) best_d = d, best = u;
         }
+        // ... and the keys of the section's other kinds ("ratoi" -> compressor.ratio, a topk key).
+        if (auto it = shared_->kinds.find(prefix); it != shared_->kinds.end())
+          for (const auto& [other, kinds] : it->second.kinds_of_key)
+            if (const std::size_t d = edit_distance(key, other); d < best_d) best_d = d, best = parent + other;
         throw ConfigError(full, "unknown key" + (best.empty() ? std::string("; check the spelling against docs/config.md")
                                                              : "; did you mean " + best + "?"));
       }

@@ -1,5 +1,6 @@
 #include "core/spec.h"
 
+#include <charconv>
 #include <cmath>
 #include <sstream>
 
@@ -7,10 +8,12 @@ namespace starling {
 
 namespace {
 
+// Integers as integers (1048576, not 1.04858e+06); others in the shortest form that reads back.
 std::string number_text(double x) {
-  std::ostringstream s;
-  s << x;
-  return s.str();
+  char buf[64];
+  const bool integral = std::isfinite(x) && x == std::floor(x) && std::fabs(x) < 1e15;
+  const auto r = integral ? std::to_chars(buf, buf + sizeof buf, x, std::chars_format::fixed) : std::to_chars(buf, buf + sizeof buf, x);
+  return std::string(buf, r.ptr);
 }
 
 template <typename T>

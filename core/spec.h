@@ -86,6 +86,10 @@ class PluginSpec {
     if (const auto* t = std::any_cast<Traits>(&traits_)) return *t;
     throw std::logic_error("plugin '" + name_ + "' declares no traits of the type its kind needs");
   }
+  template <typename Traits>
+  const Traits* traits_if() const {
+    return std::any_cast<Traits>(&traits_);
+  }
   bool has_traits() const { return traits_.has_value(); }
 
   const std::string& name() const { return name_; }

@@ -18,18 +18,7 @@ namespace {
 
 using test::MemorySink;
 
-// Every metric row but wall_seconds has the same name, time and bits; traffic is the same.
-void expect_identical(const MemorySink& one, const MemorySink& two) {
-  ASSERT_EQ(one.metrics.size(), two.metrics.size());
-  for (std::size_t i = 0; i < one.metrics.size(); ++i) {
-    if (one.metrics[i].name == "wall_seconds") continue;
-    EXPECT_EQ(one.metrics[i].name, two.metrics[i].name);
-    EXPECT_EQ(one.metrics[i].node, two.metrics[i].node);
-    EXPECT_EQ(std::memcmp(&one.metrics[i].value, &two.metrics[i].value, sizeof(double)), 0) << one.metrics[i].name;
-    EXPECT_EQ(one.metrics[i].time, two.metrics[i].time);
-  }
-  EXPECT_EQ(one.traffic_rows, two.traffic_rows);
-}
+void expect_identical(const MemorySink& one, const MemorySink& two) { test::expect_identical_runs(one, two); }
 
 std::vector<NodeId> byzantine_rows(const MemorySink& s) {
   std::vector<NodeId> out;

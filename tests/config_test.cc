@@ -4,6 +4,7 @@
 #include <map>
 
 #include "config/experiment.h"
+#include "config/sections.h"
 #include "run_util.h"
 #include "test_util.h"
 
@@ -305,6 +306,94 @@ TEST(Config, FlattenedConfigValuesMatchTheResolvedConfig) {
   EXPECT_EQ(values.at("model.hidden"), "[7, 5]");
   EXPECT_EQ(values.at("data.clients"), "6");
   EXPECT_EQ(values.at("network.latency_ms"), "20");  // defaults are recorded too
+}
+
+// The quick start's shape: a Dirichlet partition with its alpha, FedAvg with its sections.
+const std::string kQuickstartLike = R"yaml(
+rounds: 2
+data: { dataset: synthetic, clients: 8, max_samples: 60, partition: { kind: dirichlet, alpha: 0.5 } }
+model: { kind: logreg }
+sampling: { kind: uniform, fraction: 0.5 }
+aggregator: { kind: mean }
+server_optimizer: { kind: sgd, lr: 1.0 }
+)yaml";
+
+TEST(KindSwitch, SettingAnotherKindDropsTheOldKindsKeysAndSaysSo) {
+  YAML::Node doc = YAML::Load(kQuickstartLike);
+  const auto notes = apply_overrides(doc, {"data.partition.kind=shards"});
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("drops data.partition.alpha"), std::string::npos) << notes[0];
+  EXPECT_FALSE(doc["data"]["partition"]["alpha"]);
+  const auto plan = build_run(doc);
+  EXPECT_NE(plan->resolved_config.find("shards_per_client"), std::string::npos);
+  // Without the switch logic the old key would be "unknown": the plain override keeps it.
+  YAML::Node raw = YAML::Load(kQuickstartLike);
+  Section::apply_override(raw, "data.partition.kind=shards");
+  expect_config_error(raw, "data.partition.alpha", {"is a key of dirichlet", "data.partition.kind is shards"});
+}
+
+TEST(KindSwitch, AProtocolSwitchDropsTheSectionsOnlyTheOldProtocolReads) {
+  YAML::Node doc = YAML::Load(kQuickstartLike);
+  const auto notes = apply_overrides(doc, {"protocol.kind=gossip"});
+  ASSERT_EQ(notes.size(), 1u);
+  EXPECT_NE(notes[0].find("drops sampling, aggregator, server_optimizer"), std::string::npos) << notes[0];
+  EXPECT_NO_THROW(build_run(doc));
+  // Keys the new kind shares stay: fedavg -> scaffold keeps every section.
+  YAML::Node kept = YAML::Load(kQuickstartLike);
+  EXPECT_TRUE(apply_overrides(kept, {"protocol.kind=scaffold"}).empty());
+  EXPECT_TRUE(kept["sampling"] && kept["aggregator"]);
+}
+
+TEST(KindSwitch, ASweepGridOverPartitionKindsBuildsEveryPoint) {
+  const auto sweep = expand_sweep(YAML::Load("{grid: {data.partition.kind: [iid, dirichlet, shards]}}"), "kinds", 0);
+  ASSERT_EQ(sweep.runs.size(), 3u);
+  for (const auto& run : sweep.runs) {
+    YAML::Node doc = YAML::Load(kQuickstartLike);
+    std::vector<std::string> assignments;
+    for (const auto& [key, value] : run.params) assignments.push_back(key + "=" + value);
+    apply_overrides(doc, assignments);
+    EXPECT_NO_THROW(build_run(doc)) << assignments.front();
+  }
+}
+
+TEST(Strictness, ASectionTheProtocolDoesNotReadIsRefused) {
+  expect_config_error(test::config_with(kQuickstartLike, {"protocol.kind=gossip", "aggregator.kind=krum"}), "aggregator",
+                      {"not read by protocol gossip", "remove it, or use one of: ", "dpsgd"});
+  expect_config_error(test::config_with(kQuickstartLike, {"protocol.kind=dpsgd", "sampling.fraction=1"}), "sampling",
+                      {"not read by protocol dpsgd"});
+}
+
+TEST(Strictness, AKeyOfAnotherKindIsToldFromATypo) {
+  expect_config_error(base_with({"compressor.ratio=0.1"}), "compressor.ratio",
+                      {"is a key of count_sketch, randk, random_projection, topk", "compressor.kind is none"});
+  expect_config_error(base_with({"compressor.kind=topk", "compressor.ratoi=0.1"}), "compressor.ratoi",
+                      {"unknown key", "did you mean compressor.ratio?"});
+  expect_config_error(base_with({"compressor.ratoi=0.1"}), "compressor.ratoi", {"did you mean compressor.ratio?"});
+}
+
+TEST(Strictness, DuplicateYamlKeysAreRefusedWithTheirLines) {
+  TempDir dir;
+  const auto path = dir.write("dup.yaml", "rounds: 2\ndata:\n  clients: 4\n  clients: 5\n");
+  try {
+    load_config(path, {});
+    FAIL() << "a duplicate key was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key_path(), "data.clients");
+    EXPECT_NE(std::string(e.what()).find(path + ":4: the key appears twice in one mapping (first on line 3)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(Strictness, UnsetRemovesAKeyAndRefusesOneTheConfigLacks) {
+  TempDir dir;
+  const auto path = dir.write("c.yaml", kQuickstartLike);
+  const YAML::Node doc = load_config(path, {"train.lr=0.2"}, {"data.partition.alpha", "train.lr"});
+  EXPECT_FALSE(doc["data"]["partition"]["alpha"]);
+  EXPECT_FALSE(doc["train"]["lr"]);
+  EXPECT_TRUE(doc["data"]["partition"]["kind"]);
+  EXPECT_THROW(load_config(path, {}, {"data.partition.beta"}), ConfigError);
+  EXPECT_THROW(load_config(path, {}, {"data..x"}), ConfigError);
 }
 
 }  // namespace

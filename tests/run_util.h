@@ -2,6 +2,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -36,6 +37,19 @@ inline void expect_config_error(const std::string& yaml, const std::vector<std::
     EXPECT_EQ(e.key_path(), key) << e.what();
     EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
   }
+}
+
+// Every metric row but wall_seconds has the same name, node, time and bits; traffic is the same.
+inline void expect_identical_runs(const MemorySink& one, const MemorySink& two, const std::string& label = "") {
+  ASSERT_EQ(one.metrics.size(), two.metrics.size()) << label;
+  for (std::size_t i = 0; i < one.metrics.size(); ++i) {
+    if (one.metrics[i].name == "wall_seconds") continue;
+    EXPECT_EQ(one.metrics[i].name, two.metrics[i].name) << label;
+    EXPECT_EQ(one.metrics[i].node, two.metrics[i].node) << label;
+    EXPECT_EQ(std::memcmp(&one.metrics[i].value, &two.metrics[i].value, sizeof(double)), 0) << label << ": " << one.metrics[i].name;
+    EXPECT_EQ(one.metrics[i].time, two.metrics[i].time) << label;
+  }
+  EXPECT_EQ(one.traffic_rows, two.traffic_rows) << label;
 }
 
 // Runs `plan` to the end with `threads` workers, collecting every metric row in memory.
